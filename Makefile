@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    run the main job on the embedded default (local Kafka broker, local Spark, the API)
+#   make test   run every test (unit and integration, against a real local broker and Spark)
+# Both create the virtual environment .venv and install the project into it first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install java clean-state help
+
+help:
+	@echo "make run   - run the main job (starts and stops what it needs)"
+	@echo "make test  - run all tests (unit + integration)"
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	@$(MAKE) --no-print-directory java
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# Kafka and Spark need a Java 17+ runtime. Installed with apt when missing and allowed.
+java:
+	@if java -version >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing a Java runtime (openjdk-17-jre-headless)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	else echo "Java 17 or newer is needed: install it (e.g. apt-get install openjdk-17-jre-headless) and retry"; exit 1; fi
+
+run: install
+	$(PY) cmd/run_cmd.py
+
+test: install
+	$(PY) -m pytest
+
+clean-state:
+	rm -rf .pipeline output

@@ -1,0 +1,7 @@
+"""Thin script: see framework/commands/query.py."""
+import sys
+
+from framework.commands.query import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Thin script: the main job, see apps/pipeline.py."""
+import sys
+
+from apps.pipeline import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Every error the framework raises on purpose.
+
+Each message is one sentence that names the value that was wrong and says what
+would be right, so a command can print it as it is instead of a stack trace.
+"""
+from __future__ import annotations
+
+
+class FrameworkError(Exception):
+    """Base of all errors raised by the framework on purpose."""
+
+
+class SettingsError(FrameworkError, ValueError):
+    """A setting (environment variable) is unknown or malformed."""
+
+
+class JavaNotFoundError(FrameworkError):
+    """No usable Java runtime was found for the Kafka broker or Spark."""
+
+
+class JarResolutionError(FrameworkError):
+    """Maven artifacts (Kafka broker jars, Spark's Kafka connector) could not be resolved."""
+
+
+class BrokerError(FrameworkError):
+    """The local Kafka broker could not be started, reached or stopped."""
+
+
+class KafkaUnavailableError(FrameworkError):
+    """The configured Kafka bootstrap servers do not answer."""
+
+
+class TopicError(FrameworkError):
+    """A topic operation was refused (bad partition count, replication factor, ...)."""
+
+
+class RegistryError(FrameworkError, LookupError):
+    """A producer or consumer name is unknown, or a subclass is declared wrongly."""
+
+
+class DeclarationError(FrameworkError, TypeError):
+    """A ProducerABC/ConsumerSparkABC subclass is missing or misdeclares an attribute."""
+
+
+class StreamError(FrameworkError):
+    """The HTTP source stream failed after its bounded retries."""
+
+
+class ProducerError(FrameworkError):
+    """Producing to Kafka failed after its bounded retries."""
+
+
+class ConsumerError(FrameworkError):
+    """A Spark streaming query failed."""
+
+
+class DataSourceError(FrameworkError):
+    """A data file or directory of the streaming API is missing, unreadable or not valid JSON Lines."""
+
+
+class ApiServerError(FrameworkError):
+    """The streaming API server could not bind its address."""

@@ -1,0 +1,225 @@
+"""One typed, frozen settings object, loaded from ``PIPELINE_*`` environment variables.
+
+Every setting has a default that runs on one machine with nothing else running
+(the *embedded default*): an empty ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` means
+"start and use the local Apache Kafka broker", ``local[*]`` means a local Spark.
+Point the same code at a cluster by setting the variables, for example::
+
+    PIPELINE_KAFKA_BOOTSTRAP_SERVERS=kafka1:9092,kafka2:9092
+    PIPELINE_SPARK_MASTER=spark://spark-master:7077
+
+Contract: :meth:`Settings.from_env` checks every variable before anything
+connects anywhere. An unknown ``PIPELINE_*`` variable or a malformed value
+raises :class:`~framework.errors.SettingsError` with one sentence naming the
+variable, the value and what is expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from framework.errors import SettingsError
+
+PREFIX = "PIPELINE_"
+
+_MEMORY = re.compile(r"^\d+[kKmMgGtT]?$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s]+|yarn|k8s://[^\s]+)$")
+_COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
+_OFFSETS = ("earliest", "latest")
+_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """Declare a setting: its default, a one-line description, an optional check.
+
+    ``check`` returns ``None`` when the value is fine, or the expectation
+    ("a number of megabytes like 512m") when it is not.
+    """
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _choice(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "one of " + ", ".join(choices)
+    return check
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "a number not below 0"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 < value < 65536 else "a TCP port between 1 and 65535"
+
+
+def _memory(value: Any) -> str | None:
+    return None if _MEMORY.match(value) else "a JVM memory size like 512m or 2g"
+
+
+def _master(value: Any) -> str | None:
+    return None if _MASTER.match(value) else "a Spark master URL like local[*], local[2] or spark://host:7077"
+
+
+def _bootstrap(value: Any) -> str | None:
+    if value == "" or all(_HOSTPORT.match(part.strip()) for part in value.split(",")):
+        return None
+    return "empty (start the local broker) or a comma-separated list of host:port"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of the framework; field ``x_y`` is read from ``PIPELINE_X_Y``."""
+
+    # Kafka
+    kafka_bootstrap_servers: str = _setting(
+        "", "Kafka bootstrap servers; empty starts and uses the local broker", _bootstrap)
+    kafka_version: str = _setting("4.1.1", "Apache Kafka release the local broker runs (resolved from Maven Central)")
+    broker_port: int = _setting(9092, "client port of the local broker", _port)
+    broker_controller_port: int = _setting(9093, "KRaft controller port of the local broker", _port)
+    broker_heap: str = _setting("512m", "JVM heap of the local broker", _memory)
+    broker_start_timeout: float = _setting(90.0, "seconds to wait for the local broker to answer", _positive)
+    topic_partitions: int = _setting(3, "partitions of a topic created without an explicit count", _positive)
+    topic_replication_factor: int = _setting(1, "replication factor of a topic created without one", _positive)
+    # Spark
+    spark_master: str = _setting("local[*]", "Spark master URL", _master)
+    spark_executor_memory: str = _setting("512m", "memory of each Spark executor", _memory)
+    spark_executor_cores: int = _setting(1, "cores of each Spark executor", _positive)
+    spark_driver_memory: str = _setting("1g", "memory of the Spark driver", _memory)
+    spark_ui: bool = _setting(False, "serve the Spark web UI")
+    spark_shuffle_partitions: int = _setting(4, "spark.sql.shuffle.partitions", _positive)
+    # Consumer
+    max_offsets_per_trigger: int = _setting(1000, "records a streaming micro-batch reads at most", _positive)
+    trigger_seconds: float = _setting(10.0, "seconds between micro-batches in continuous mode", _positive)
+    starting_offsets: str = _setting("earliest", "where a new streaming query starts", _choice(*_OFFSETS))
+    # Producer
+    producer_batch_size: int = _setting(65536, "Kafka producer batch.size in bytes", _positive)
+    producer_linger_ms: int = _setting(20, "Kafka producer linger.ms", _non_negative)
+    producer_compression: str = _setting("none", "Kafka producer compression", _choice(*_COMPRESSION))
+    producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
+    producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _positive)
+    # Streaming API
+    api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
+    api_port: int = _setting(5000, "port of the streaming API", _port)
+    api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
+    api_delay: float = _setting(0.1, "default seconds between streamed records", _non_negative)
+    # Paths
+    data_dir: Path = _setting(Path("data_source"), "directory of the JSON files the API replays")
+    output_dir: Path = _setting(Path("output"), "directory of the Parquet tables")
+    checkpoint_dir: Path = _setting(Path(""), "Spark checkpoints; empty means OUTPUT_DIR/_checkpoints")
+    state_dir: Path = _setting(Path(".pipeline"), "local broker data, PID files and logs")
+    cache_dir: Path = _setting(
+        Path(os.path.expanduser("~/.cache/pipeline-framework")),
+        "downloaded jars (Kafka broker, Spark Kafka connector), kept across runs")
+    log_level: str = _setting("INFO", "log level of the commands", _choice(*_LOG_LEVELS))
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every ``PIPELINE_*`` variable of ``environ`` (default ``os.environ``).
+
+        ``overrides`` (field name -> typed value) win over the environment.
+        Raises :class:`SettingsError` for an unknown variable or a bad value.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for var, raw in environ.items():
+            if not var.startswith(PREFIX):
+                continue
+            name = var[len(PREFIX):].lower()
+            if name not in fields:
+                known = [PREFIX + n.upper() for n in fields]
+                close = difflib.get_close_matches(var, known, n=1)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise SettingsError(
+                    f"Unknown setting {var}.{hint} `python cmd/admin_cmd.py settings` lists all "
+                    f"{len(known)} {PREFIX}* settings.")
+            values[name] = _convert(var, raw, fields[name])
+        for name, value in overrides.items():
+            if name not in fields:
+                raise SettingsError(f"Unknown setting override {name!r}; known: {', '.join(fields)}.")
+            values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Run every field's check; raise :class:`SettingsError` on the first failure."""
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            value = getattr(self, f.name)
+            problem = check(value) if check else None
+            if problem:
+                raise SettingsError(
+                    f"{env_name(f.name)}={value!s} is not valid; expected {problem}.")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (validated)."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def uses_local_broker(self) -> bool:
+        """True when no external Kafka cluster is configured."""
+        return self.kafka_bootstrap_servers == ""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The Kafka bootstrap servers to connect to (the local broker when none is set)."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the streaming API, without a trailing slash."""
+        return (self.api_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """Directory of the Spark checkpoints."""
+        return self.checkpoint_dir if str(self.checkpoint_dir) not in ("", ".") else self.output_dir / "_checkpoints"
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting, for ``--help`` and the README."""
+        return [(env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a settings field."""
+    return PREFIX + field_name.upper()
+
+
+def _convert(var: str, raw: str, f: dataclasses.Field) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    text = raw.strip()
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind == "Path":
+            return Path(os.path.expanduser(text))
+        return text
+    except ValueError:
+        expected = {"int": "a whole number", "float": "a number",
+                    "bool": "true or false"}.get(kind, kind)
+        raise SettingsError(f"{var}={raw!r} is not valid; expected {expected}.") from None

@@ -1,0 +1,113 @@
+"""The one place a SparkSession is built, from :class:`~framework.settings.Settings`.
+
+The session reads Kafka through Spark's own connector,
+``org.apache.spark:spark-sql-kafka-0-10_2.13`` at the version of the installed
+pyspark, resolved from Maven Central by Spark's Ivy on first use and cached in
+``<cache_dir>/spark-ivy`` (later runs read the cache).
+
+Minimal use::
+
+    spark = build_spark_session(Settings.from_env(), app_name="my-job")
+    df = (spark.read.format("kafka")
+          .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+          .option("subscribe", "metrics").load())
+
+Contract: ``spark.master``, executor memory and cores, the connector, the UI
+switch and quiet logs all come from here; callers add only job-specific conf.
+A missing Java raises :class:`~framework.errors.JavaNotFoundError` before Spark
+is started.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from framework.jars import java_executable
+from framework.log import get_logger
+from framework.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = get_logger("spark")
+
+SCALA_BINARY = "2.13"
+
+
+def kafka_connector_package() -> str:
+    """Maven coordinate of Spark's Kafka connector matching the installed pyspark."""
+    import pyspark
+
+    return f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{pyspark.__version__}"
+
+
+def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every Spark configuration value the builder sets (useful to inspect or test)."""
+    cache = Path(settings.cache_dir).expanduser().resolve()
+    log4j = _log4j_file(cache)
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.jars.packages": kafka_connector_package(),
+        "spark.jars.ivy": str(cache / "spark-ivy"),
+        "spark.executor.memory": settings.spark_executor_memory,
+        "spark.executor.cores": str(settings.spark_executor_cores),
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.ui.enabled": str(settings.spark_ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
+        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
+    }
+    if settings.spark_master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(extra or {})
+    return conf
+
+
+def build_spark_session(settings: Settings, app_name: str = "pipeline",
+                        extra_conf: Mapping[str, str] | None = None) -> "SparkSession":
+    """Build (or return the running) SparkSession described by ``settings``.
+
+    May block on first use while Spark resolves its Kafka connector.
+    """
+    java_executable()  # fail with one sentence before Spark prints a JVM stack trace
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(settings, extra_conf).items():
+        builder = builder.config(key, value)
+    log.info("Starting Spark (master {}, executor {} / {} core(s), connector {})", settings.spark_master,
+             settings.spark_executor_memory, settings.spark_executor_cores, kafka_connector_package())
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _log4j_file(cache: Path) -> Path:
+    """A log4j2 configuration that keeps Spark's console to warnings of its own."""
+    path = cache / "spark-log4j2.properties"
+    text = (
+        "rootLogger.level = warn\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex\n"
+        "logger.kafka.name = org.apache.kafka\nlogger.kafka.level = error\n"
+        "logger.native.name = org.apache.hadoop.util.NativeCodeLoader\nlogger.native.level = error\n"
+        "logger.sparkenv.name = org.apache.spark.SparkEnv\nlogger.sparkenv.level = error\n"
+        "logger.utils.name = org.apache.spark.util.Utils\nlogger.utils.level = error\n"
+        "logger.offsets.name = org.apache.spark.sql.execution.streaming\nlogger.offsets.level = error\n"
+    )
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path

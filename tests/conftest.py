@@ -1,0 +1,43 @@
+"""Shared fixtures: a real local Kafka broker (session-wide) and a local SparkSession."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from framework.log import configure_logging
+from framework.testing import local_test_settings, running_local_broker
+
+# Tests must not be steered by a developer's own PIPELINE_* variables, except the
+# jar cache, which is worth sharing with `make run`.
+for _var in [v for v in os.environ if v.startswith("PIPELINE_") and v != "PIPELINE_CACHE_DIR"]:
+    del os.environ[_var]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_logging(os.environ.get("TEST_LOG_LEVEL", "WARNING"))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory):
+    """A real Apache Kafka broker on free ports for the whole test session."""
+    with running_local_broker(tmp_path_factory.mktemp("kafka-state")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def settings(kafka_broker, tmp_path: Path):
+    """Settings pointing at the session broker, with output in this test's tmp_path."""
+    return local_test_settings(kafka_broker, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def spark(kafka_broker, tmp_path_factory: pytest.TempPathFactory):
+    """One local SparkSession (with Spark's Kafka connector) for the whole test session."""
+    from framework.spark import build_spark_session
+
+    settings = local_test_settings(kafka_broker, tmp_path_factory.mktemp("spark"))
+    session = build_spark_session(settings, app_name="tests")
+    yield session
+    session.stop()
