@@ -1,0 +1,163 @@
+"""The Kafka and HTTP clients of one producer: built lazily, injectable, closed in one place.
+
+:class:`ProducerClients` is what :class:`~framework.producer.ProducerABC` uses
+instead of constructing clients itself, so a unit test passes fakes
+(:mod:`framework.testing.producer`) and nothing connects before ``run()``.
+
+Minimal use::
+
+    clients = ProducerClients(settings, "metrics")            # nothing connects yet
+    counts = clients.ensure_topics("metrics", 3, {"metrics.dlq": 1})
+    producer = clients.producer()                             # KafkaProducer, acks=all, idempotent
+    clients.close()
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from framework.errors import FrameworkError, ProducerError, TopicError
+from framework.settings import Settings
+
+
+class KafkaFailure(Exception):
+    """Kafka refused or lost something; the producer restarts its session from Kafka's state."""
+
+
+class ProducerClients:
+    """Lazily built clients; injected ones are used as given and never closed here."""
+
+    def __init__(self, settings: Settings, name: str, *, producer: Any = None,
+                 producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
+                 consumer_factory: Callable[[], Any] | None = None,
+                 producer_config: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.producer_config = dict(producer_config or {})
+        self._injected_producer = producer
+        self._producer_factory = producer_factory
+        self._session = session
+        self._admin = admin
+        self._owns_session = self._owns_admin = False
+        self.consumer_factory = consumer_factory or self._new_consumer
+        self.current: Any = None  # the producer in use, if any
+
+    # ------------------------------------------------------------- Kafka producer
+    def producer(self) -> Any:
+        """The producer in use, built on first call (``KafkaFailure`` if the brokers do not answer)."""
+        if self.current is None:
+            if self._injected_producer is not None:
+                self.current = self._injected_producer
+            elif self._producer_factory is not None:
+                self.current = self._producer_factory()
+            else:
+                self.current = self._build_producer()
+        return self.current
+
+    def _build_producer(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        config = dict(bootstrap_servers=s.bootstrap_servers, client_id=f"pipeline-producer-{self.name}",
+                      acks="all", enable_idempotence=True, batch_size=s.producer_batch_size,
+                      linger_ms=s.producer_linger_ms, allow_auto_create_topics=False,
+                      compression_type=None if s.producer_compression == "none" else s.producer_compression)
+        config.update(self.producer_config)
+        try:
+            return KafkaProducer(**config)
+        except KafkaError as exc:
+            raise KafkaFailure(f"connecting the producer raised {type(exc).__name__}: {exc}") from None
+        except (AssertionError, ValueError, TypeError) as exc:
+            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
+
+    def halt(self) -> None:
+        """Stop the producer's I/O thread at once, abandoning unsent batches (from a delivery errback).
+
+        kafka-python bumps the producer epoch after a failed batch and would then
+        send the later batches of the same partition, leaving a gap; force-closing
+        the sender in the errback (which runs in that thread) prevents it.
+        """
+        sender = getattr(self.current, "_sender", None)
+        if sender is not None and hasattr(sender, "force_close"):
+            sender.force_close()
+
+    def discard_producer(self, timeout: float = 10.0) -> None:
+        """Stop and forget a failed producer; the next :meth:`producer` call builds a new one.
+
+        Its I/O thread is halted and awaited first, so the old client cannot write
+        anything once the next session has read Kafka's state.
+        """
+        producer = self.current
+        if producer is not None and producer is not self._injected_producer:
+            self.halt()
+            sender = getattr(producer, "_sender", None)
+            if sender is not None and hasattr(sender, "join"):
+                sender.join(timeout)
+            _quietly(lambda: producer.close(timeout=0))
+        self.current = None
+
+    # ------------------------------------------------------------- others
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, client_id=f"pipeline-producer-{self.name}-resume",
+                             fetch_max_wait_ms=100)
+
+    def session(self) -> Any:
+        """The HTTP session (``requests.Session`` unless one was injected)."""
+        if self._session is None:
+            import requests
+
+            self._session, self._owns_session = requests.Session(), True
+        return self._session
+
+    def admin(self) -> Any:
+        """The topic admin (:class:`~framework.admin.KafkaAdmin` unless one was injected)."""
+        if self._admin is None:
+            from framework.admin import KafkaAdmin
+
+            self._admin, self._owns_admin = KafkaAdmin(self.settings), True
+        return self._admin
+
+    def ensure_topics(self, topic: str, partitions: int | None, others: Mapping[str, int],
+                      owner: str = "the producer") -> dict[str, int]:
+        """Create missing topics; return {topic: partition count} for ``topic`` and ``others``.
+
+        ``partitions`` None means ``settings.topic_partitions`` when creating and
+        "whatever it has" when the topic exists; an explicit count that differs from
+        the existing topic's raises :class:`TopicError`.
+        """
+        admin = self.admin()
+        existing = set(admin.list_topics())
+        counts: dict[str, int] = {}
+        for name, wanted in ((topic, partitions or self.settings.topic_partitions), *others.items()):
+            if name not in existing:
+                admin.create_topic(name, partitions=wanted)
+            counts[name] = admin.describe_topic(name).partition_count
+        if partitions and counts[topic] != partitions:
+            raise TopicError(f"Topic {topic!r} has {counts[topic]} partitions but {owner} declares "
+                             f"partitions = {partitions}; declare {counts[topic]} or use a new topic (changing "
+                             "the count would break the exactly-once resume).")
+        return counts
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close what was built here (the producer after sending what it holds)."""
+        if self.current is not None and self.current is not self._injected_producer:
+            _quietly(lambda: self.current.close(timeout=timeout))
+        self.current = None
+        if self._owns_admin:
+            _quietly(self._admin.close)
+            self._admin, self._owns_admin = None, False
+        if self._owns_session:
+            _quietly(self._session.close)
+            self._session, self._owns_session = None, False
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    try:
+        action()
+    except FrameworkError:
+        raise
+    except Exception:  # noqa: BLE001 - closing after a failure must not hide the failure
+        pass
