@@ -3,7 +3,7 @@
 Minimal use::
 
     admin = KafkaAdmin(Settings.from_env())
-    admin.create_topic("metrics")                    # 3 partitions, replication factor 1
+    admin.create_topic("metrics")                    # 3 partitions, replication factor min(3, brokers)
     admin.create_topic("events", partitions=6, configs={"retention.ms": "86400000"})
     admin.list_topics()                              # ['events', 'metrics']
     admin.describe_topic("metrics").partitions       # [PartitionInfo(...), ...]
@@ -147,11 +147,11 @@ class KafkaAdmin:
         from kafka.errors import TopicAlreadyExistsError
 
         partitions = partitions or self.settings.topic_partitions
-        replication_factor = replication_factor or self.settings.topic_replication_factor
         _check_name(name)
         if partitions < 1:
             raise TopicError(f"Topic {name!r} needs at least 1 partition, not {partitions}.")
         brokers = self.broker_count()
+        replication_factor = replication_factor or self.settings.topic_replication_factor or min(3, brokers)
         if replication_factor > brokers:
             raise TopicError(
                 f"Replication factor {replication_factor} for topic {name!r} is larger than the {brokers} "

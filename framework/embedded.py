@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 
 from framework.admin import KafkaAdmin
 from framework.local_broker import LocalKafkaBroker
+from framework.local_cluster import LocalKafkaCluster, local_kafka
 from framework.log import get_logger
 from framework.settings import Settings
 
@@ -33,7 +34,7 @@ class EmbeddedServices:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker: LocalKafkaBroker | None = None
+        self.broker: LocalKafkaBroker | LocalKafkaCluster | None = None
         self.started: list[tuple[str, Stoppable]] = []
 
     def __enter__(self) -> "EmbeddedServices":
@@ -70,7 +71,7 @@ class EmbeddedServices:
                 log.info("Using the Kafka cluster at {} ({} broker(s))",
                          self.settings.bootstrap_servers, admin.broker_count())
             return
-        self.broker = LocalKafkaBroker.from_settings(self.settings)
+        self.broker = local_kafka(self.settings)
         if self.broker.running_pid():
             log.info("Using the local Kafka broker already running at {}", self.broker.bootstrap_servers)
             return

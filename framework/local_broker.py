@@ -30,7 +30,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from framework.errors import BrokerError
@@ -69,6 +69,13 @@ class LocalKafkaBroker:
     heap: str = "512m"
     start_timeout: float = 90.0
     node_id: int = 1
+    #: ``controller.quorum.voters``; empty means this node alone (``<node_id>@127.0.0.1:<controller_port>``).
+    voters: str = ""
+    #: KRaft cluster id used when formatting; empty means a new random one.
+    cluster_id: str = ""
+    #: server.properties entries that override the single-broker defaults (e.g. replication factors).
+    extra_properties: dict[str, str] = field(default_factory=dict)
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "LocalKafkaBroker":
@@ -108,13 +115,17 @@ class LocalKafkaBroker:
         return self.state_dir / "server.properties"
 
     # ------------------------------------------------------------- lifecycle
-    def start(self) -> "LocalKafkaBroker":
+    def start(self, wait: bool = True) -> "LocalKafkaBroker":
         """Start the broker in the background and wait until it answers a metadata request.
 
         Resolves the jars on first use, formats the storage once, and writes
         the PID file. Returns at once if this broker is already running.
         Raises :class:`BrokerError` (with the end of the broker's log) when it
         exits or does not answer within ``start_timeout`` seconds.
+
+        ``wait=False`` returns as soon as the JVM is launched; call
+        :meth:`wait_ready` later. A node of a multi-voter quorum needs this:
+        it cannot answer before enough of the other voters run.
         """
         pid = self.running_pid()
         if pid:
@@ -142,9 +153,18 @@ class LocalKafkaBroker:
                                              "version": self.version, "started": time.time()}))
         log.info("Starting Apache Kafka {} (pid {}) at {}, data in {}",
                  self.version, proc.pid, self.bootstrap_servers, self.data_dir)
-        self._wait_ready(proc)
-        log.info("Local Kafka broker ready at {} (log: {})", self.bootstrap_servers, self.log_file)
+        self._proc = proc
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self) -> None:
+        """Block until the broker started by :meth:`start` answers (see there for the errors)."""
+        if self._proc is None:
+            raise BrokerError(f"The local Kafka broker at {self.bootstrap_servers} was not started by this "
+                              "object, so there is nothing to wait for; call start() first.")
+        self._wait_ready(self._proc)
+        log.info("Local Kafka broker ready at {} (log: {})", self.bootstrap_servers, self.log_file)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
         """Stop the broker recorded in the PID file: SIGTERM, wait, then SIGKILL.
@@ -161,6 +181,7 @@ class LocalKafkaBroker:
             log.warning("Broker pid {} did not stop within {:.0f}s; sending SIGKILL", pid, timeout)
             os.kill(pid, signal.SIGKILL)
             _wait_exit(pid, 10)
+        self._reap(pid)
         self.pid_file.unlink(missing_ok=True)
         log.info("Local Kafka broker stopped")
         return True
@@ -171,6 +192,7 @@ class LocalKafkaBroker:
         if pid:
             os.kill(pid, signal.SIGKILL)
             _wait_exit(pid, 10)
+            self._reap(pid)
         self.pid_file.unlink(missing_ok=True)
 
     def running_pid(self) -> int | None:
@@ -209,7 +231,7 @@ class LocalKafkaBroker:
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.voters": f"{self.node_id}@127.0.0.1:{self.controller_port}",
+            "controller.quorum.voters": self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -228,6 +250,7 @@ class LocalKafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "-1",
         }
+        props.update(self.extra_properties)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.state_dir / "log4j2.properties").write_text(
             "status = error\n"
@@ -244,7 +267,7 @@ class LocalKafkaBroker:
     def _format(self, classpath: str) -> None:
         if (self.data_dir / "meta.properties").is_file():
             return
-        cluster_id = _cluster_id()
+        cluster_id = self.cluster_id or _cluster_id()
         log.info("Formatting KRaft storage in {} (cluster id {})", self.data_dir, cluster_id)
         proc = subprocess.run(
             [java_executable(), "-cp", classpath, "kafka.tools.StorageTool", "format",
@@ -269,6 +292,19 @@ class LocalKafkaBroker:
         self.stop(timeout=10)
         raise BrokerError(f"The local Kafka broker did not answer at {self.bootstrap_servers} within "
                           f"{self.start_timeout:.0f}s; end of its log:\n{self._log_tail()}")
+
+    def _reap(self, pid: int) -> None:
+        """Collect the exit status of a JVM this object started, so it leaves no zombie behind.
+
+        A JVM's main thread can show as a zombie while its other threads still
+        exit, which :func:`_alive` already counts as gone; this waits for the end.
+        """
+        if self._proc is not None and self._proc.pid == pid:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("Broker pid {} has not exited 10s after stopping", pid)
+            self._proc = None
 
     def _log_tail(self, lines: int = 20) -> str:
         text = ""

@@ -70,6 +70,10 @@ def _master(value: Any) -> str | None:
     return None if _MASTER.match(value) else "a Spark master URL like local[*], local[2] or spark://host:7077"
 
 
+def _broker_count(value: Any) -> str | None:
+    return None if 1 <= value <= 9 else "a number of local brokers from 1 to 9"
+
+
 def _bootstrap(value: Any) -> str | None:
     if value == "" or all(_HOSTPORT.match(part.strip()) for part in value.split(",")):
         return None
@@ -88,8 +92,12 @@ class Settings:
     broker_controller_port: int = _setting(9093, "KRaft controller port of the local broker", _port)
     broker_heap: str = _setting("512m", "JVM heap of the local broker", _memory)
     broker_start_timeout: float = _setting(90.0, "seconds to wait for the local broker to answer", _positive)
+    broker_count: int = _setting(
+        1, "local Kafka brokers to run: 1, or e.g. 3 for a KRaft cluster on one machine (node i, from 0, "
+        "uses ports BROKER_PORT+2i and BROKER_CONTROLLER_PORT+2i)", _broker_count)
     topic_partitions: int = _setting(3, "partitions of a topic created without an explicit count", _positive)
-    topic_replication_factor: int = _setting(1, "replication factor of a topic created without one", _positive)
+    topic_replication_factor: int = _setting(
+        0, "replication factor of a topic created without one; 0 = min(3, number of brokers)", _non_negative)
     # Spark
     spark_master: str = _setting("local[*]", "Spark master URL", _master)
     spark_executor_memory: str = _setting("512m", "memory of each Spark executor", _memory)
@@ -97,6 +105,9 @@ class Settings:
     spark_driver_memory: str = _setting("1g", "memory of the Spark driver", _memory)
     spark_ui: bool = _setting(False, "serve the Spark web UI")
     spark_shuffle_partitions: int = _setting(4, "spark.sql.shuffle.partitions", _positive)
+    spark_driver_host: str = _setting(
+        "", "spark.driver.host executors connect back to (e.g. the consumer's service name); empty lets Spark "
+        "choose, local masters always use 127.0.0.1")
     # Consumer
     max_offsets_per_trigger: int = _setting(1000, "records a streaming micro-batch reads at most", _positive)
     trigger_seconds: float = _setting(10.0, "seconds between micro-batches in continuous mode", _positive)
@@ -177,8 +188,13 @@ class Settings:
 
     @property
     def bootstrap_servers(self) -> str:
-        """The Kafka bootstrap servers to connect to (the local broker when none is set)."""
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+        """The Kafka bootstrap servers to connect to (the local broker(s) when none is set)."""
+        return self.kafka_bootstrap_servers or ",".join(f"127.0.0.1:{port}" for port, _ in self.local_broker_ports)
+
+    @property
+    def local_broker_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each local broker: node i uses BROKER_PORT+2i, CONTROLLER_PORT+2i."""
+        return [(self.broker_port + 2 * i, self.broker_controller_port + 2 * i) for i in range(self.broker_count)]
 
     @property
     def api_url(self) -> str:

@@ -65,6 +65,8 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> di
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    elif settings.spark_driver_host:  # the address executors on other machines connect back to
+        conf["spark.driver.host"] = settings.spark_driver_host
     conf.update(extra or {})
     return conf
 

@@ -65,3 +65,11 @@ def test_unreachable_bootstrap_fails_fast():
     admin = KafkaAdmin(Settings.from_env({"PIPELINE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}))
     with pytest.raises(KafkaUnavailableError, match="No Kafka broker accepts connections at 127.0.0.1:1"):
         admin.list_topics()
+
+
+def test_default_replication_factor_follows_the_broker_count(client):
+    client.describe_cluster.return_value = {"brokers": [{"broker_id": i} for i in (1, 2, 3, 4)]}
+    KafkaAdmin(Settings.from_env({}), client=client).create_topic("replicated")
+    assert client.create_topics.call_args.args[0]["replicated"]["replication_factor"] == 3
+    KafkaAdmin(Settings.from_env({"PIPELINE_TOPIC_REPLICATION_FACTOR": "2"}), client=client).create_topic("two")
+    assert client.create_topics.call_args.args[0]["two"]["replication_factor"] == 2
