@@ -2,8 +2,11 @@
 
 The session reads Kafka through Spark's own connector,
 ``org.apache.spark:spark-sql-kafka-0-10_2.13`` at the version of the installed
-pyspark, resolved from Maven Central by Spark's Ivy on first use and cached in
-``<cache_dir>/spark-ivy`` (later runs read the cache).
+pyspark. It is resolved with its dependencies from Maven Central on first use,
+by the same cached resolver as the Kafka broker (:mod:`framework.jars`, Ivy),
+and handed to Spark as ``spark.jars``, leaving out the jars pyspark already
+ships. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
+quick (no resolution on every start) and works offline after the first run.
 
 Minimal use::
 
@@ -20,11 +23,12 @@ is started.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from framework.jars import java_executable
+from framework.jars import java_executable, resolve
 from framework.log import get_logger
 from framework.settings import Settings
 
@@ -43,14 +47,35 @@ def kafka_connector_package() -> str:
     return f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{pyspark.__version__}"
 
 
+def _artifact(jar_name: str) -> str:
+    """``kafka-clients`` of ``kafka-clients-3.9.0.jar`` or ``org.apache.kafka__kafka-clients-3.9.0.jar``."""
+    base = jar_name.split("__", 1)[-1]
+    match = re.match(r"^(.*)-\d+\.[\w.\-]*\.jar$", base)  # the version is the last "-<digits>.<...>"
+    return match.group(1) if match else base
+
+
+def kafka_connector_jars(cache_dir: Path) -> list[Path]:
+    """Jars of Spark's Kafka connector and its dependencies that pyspark does not ship itself.
+
+    Resolved from Maven Central on first use (may block), then read from the cache.
+    """
+    import pyspark
+
+    jars = resolve(f"spark-kafka-{pyspark.__version__}", [kafka_connector_package()], Path(cache_dir))
+    bundled = {_artifact(name) for name in os.listdir(Path(pyspark.__file__).parent / "jars")}
+    return [j for j in jars if _artifact(j.name) not in bundled]
+
+
 def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every Spark configuration value the builder sets (useful to inspect or test)."""
+    """Every Spark configuration value the builder sets (useful to inspect or test).
+
+    May block on first use while the Kafka connector is resolved.
+    """
     cache = Path(settings.cache_dir).expanduser().resolve()
     log4j = _log4j_file(cache)
     conf = {
         "spark.master": settings.spark_master,
-        "spark.jars.packages": kafka_connector_package(),
-        "spark.jars.ivy": str(cache / "spark-ivy"),
+        "spark.jars": ",".join(str(j) for j in kafka_connector_jars(cache)),
         "spark.executor.memory": settings.spark_executor_memory,
         "spark.executor.cores": str(settings.spark_executor_cores),
         "spark.driver.memory": settings.spark_driver_memory,

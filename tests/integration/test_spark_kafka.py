@@ -14,6 +14,8 @@ def test_spark_batch_read_returns_exact_records(spark, settings):
     import pyspark
 
     assert kafka_connector_package().endswith(f"spark-sql-kafka-0-10_2.13:{pyspark.__version__}")
+    jars = spark.conf.get("spark.jars")
+    assert f"spark-sql-kafka-0-10_2.13-{pyspark.__version__}.jar" in jars and "kafka-clients" in jars
     with KafkaAdmin(settings) as admin:
         admin.create_topic("spark-read", partitions=3)
     sent = {f'{{"n": {i}}}'.encode() for i in range(250)}

@@ -84,3 +84,12 @@ def test_ivy_module_lists_dependencies():
     from framework.errors import JarResolutionError
     with pytest.raises(JarResolutionError, match="group:artifact:version"):
         _ivy_module(["kafka"])
+
+
+def test_connector_jars_are_matched_to_pysparks_own_by_artifact_name():
+    from framework.spark import _artifact
+
+    assert _artifact("org.apache.kafka__kafka-clients-3.9.0.jar") == "kafka-clients"
+    assert _artifact("hadoop-client-api-3.4.1.jar") == "hadoop-client-api"
+    assert _artifact("org.apache.spark__spark-sql-kafka-0-10_2.13-4.0.0.jar") == "spark-sql-kafka-0-10_2.13"
+    assert _artifact("scala-library-2.13.16.jar") == "scala-library"
