@@ -72,7 +72,16 @@ class Registry(Generic[T]):
 
 
 def load_module(module: str) -> None:
-    """Import ``module`` (dotted name); :class:`RegistryError` if it cannot be imported."""
+    """Import ``module`` (dotted name); :class:`RegistryError` if it cannot be imported.
+
+    Like ``python -m``, the current directory is searched too, so a user's
+    ``--module mypipeline.producers`` works from their project directory.
+    """
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         importlib.import_module(module)
     except ImportError as exc:

@@ -1,0 +1,46 @@
+"""The shipped consumers: the ``metrics`` and ``workorder`` topics to Parquet or to the console.
+
+``python cmd/consume_cmd.py parquet`` writes ``<output_dir>/metrics/`` and
+``<output_dir>/workorder/`` (plus ``*_quarantine/`` for records that do not fit);
+``python cmd/consume_cmd.py console`` prints the same records.
+"""
+from __future__ import annotations
+
+from pyspark.sql.types import (DoubleType, IntegerType, StructField, StructType, TimestampType)
+
+from framework.consumer import ConsumerSparkABC
+from framework.writers import ConsoleWriter, ParquetWriter
+
+#: {"id": 3, "time": "2026-01-05T08:00:00.000Z", "val": 17.5}
+METRICS_SCHEMA = StructType([
+    StructField("id", IntegerType(), nullable=False),
+    StructField("time", TimestampType()),
+    StructField("val", DoubleType()),
+])
+
+#: {"time": "2026-01-05T08:00:00.000Z", "product": 12, "production": 250.0}
+WORKORDER_SCHEMA = StructType([
+    StructField("time", TimestampType()),
+    StructField("product", IntegerType(), nullable=False),
+    StructField("production", DoubleType()),
+])
+
+SCHEMAS = {"metrics": METRICS_SCHEMA, "workorder": WORKORDER_SCHEMA}
+
+
+class ParquetConsumer(ConsumerSparkABC):
+    """Both topics to Parquet tables, exactly once."""
+
+    name = "parquet"
+    topics = ["metrics", "workorder"]
+    schema = SCHEMAS
+    writer = ParquetWriter()
+
+
+class ConsoleConsumer(ConsumerSparkABC):
+    """Both topics printed to stdout (debugging)."""
+
+    name = "console"
+    topics = ["metrics", "workorder"]
+    schema = SCHEMAS
+    writer = ConsoleWriter()

@@ -1,0 +1,344 @@
+"""ConsumerSparkABC: Kafka topics -> Spark Structured Streaming -> a writer, declared in a few lines.
+
+A consumer is a name, topics, a schema and a writer::
+
+    from framework.consumer import ConsumerSparkABC
+    from framework.writers import ParquetWriter
+
+    class Metrics(ConsumerSparkABC):
+        name = "metrics-parquet"
+        topics = ["metrics"]
+        schema = "id INT NOT NULL, time TIMESTAMP, val DOUBLE"
+        writer = ParquetWriter()
+
+    summary = Metrics().run(mode="bounded")      # everything in Kafka now, then stop
+    print(summary.text())
+
+The class registers itself in :data:`CONSUMERS` under its ``name`` when its body
+runs; ``python cmd/consume_cmd.py metrics-parquet`` then finds it (with
+``--module`` or the ``pipeline.consumers`` entry-point group for user packages).
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+
+from framework.consumer_declaration import validate_declaration
+from framework.errors import ConsumerError
+from framework.log import get_logger
+from framework.parsing import SchemaLike, count_parsed, kafka_frame, parse_records, resolve_schema, split_parsed
+from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
+                                committed_offsets, lag)
+from framework.queries import QueryGroup, first_line
+from framework.registry import Registry
+from framework.settings import Settings
+from framework.writers import ForeachBatchWriter
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+    from framework.admin import KafkaAdmin
+
+log = get_logger("consumer")
+
+#: every concrete consumer, by name
+CONSUMERS: Registry["ConsumerSparkABC"] = Registry("consumer", "pipeline.consumers")
+MODES = ("continuous", "bounded")
+
+
+class ConsumerSparkABC:
+    """Base of the Spark consumers: subclass it and declare four class attributes.
+
+    ``name``
+        How commands find the consumer (letters, digits, ``.``, ``_``, ``-``);
+        also the checkpoint directory, ``<checkpoint_root>/<name>/<topic>``.
+    ``topics``
+        List of Kafka topics, consumed concurrently: one streaming query per
+        topic, each with its own checkpoint, so topics never wait for each other.
+    ``schema``
+        A pyspark ``StructType`` or a DDL string (``"id INT NOT NULL, val DOUBLE"``),
+        or a dict ``{topic: schema}`` when the topics differ. A field declared
+        NOT NULL (``nullable=False``) is required. See :mod:`framework.parsing`
+        for the output columns (record fields + ``kafka_*`` metadata) and the
+        quarantine of records that do not fit.
+    ``writer``
+        An instance of a :class:`~framework.writers.ForeachBatchWriter`:
+        ``ParquetWriter()``, ``ConsoleWriter()`` or your own.
+
+    Optional: ``fail_on_data_loss`` (default True: a query stops with an error
+    when offsets it still has to read were deleted, e.g. by retention) and the one
+    override point :meth:`transform` (valid rows -> rows to write).
+
+    Lifecycle (the template method :meth:`run`): check Kafka and the topics,
+    build or reuse the SparkSession, start one query per topic (``startingOffsets``,
+    ``maxOffsetsPerTrigger`` and the trigger come from :class:`Settings`), log a
+    line per micro-batch with the consumer lag, stop on :meth:`stop`, a timeout
+    or (bounded mode) when everything available was processed, and return a
+    :class:`~framework.progress.ConsumerSummary`.
+
+    Contract: nothing connects at import or in ``__init__``; ``spark=`` and
+    ``admin=`` may be injected. A declaration error raises
+    :class:`~framework.errors.DeclarationError` when the class body runs; a failed
+    query raises :class:`~framework.errors.ConsumerError` from :meth:`run`, after
+    the other topics' queries were stopped. Abstract intermediate bases set
+    ``abstract = True`` in their body and are not registered.
+    """
+
+    abstract: ClassVar[bool] = True
+    name: ClassVar[str]
+    topics: ClassVar[Sequence[str]]
+    schema: ClassVar[SchemaLike | Mapping[str, SchemaLike]]
+    writer: ClassVar[ForeachBatchWriter]
+    fail_on_data_loss: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract", False) or inspect.isabstract(cls):
+            return
+        validate_declaration(cls)
+        CONSUMERS.register(cls.name, cls)
+
+    def __init__(self, settings: Settings | None = None, *, spark: "SparkSession | None" = None,
+                 admin: "KafkaAdmin | None" = None, max_offsets_per_trigger: int | None = None) -> None:
+        """No I/O: Spark and the Kafka admin client are built on first use (or injected).
+
+        ``max_offsets_per_trigger``: None uses ``settings.max_offsets_per_trigger``;
+        0 lifts the limit (a bounded run then reads everything in one batch).
+        """
+        self.settings = settings or Settings.from_env()
+        limit = self.settings.max_offsets_per_trigger if max_offsets_per_trigger is None else max_offsets_per_trigger
+        if limit < 0:
+            raise ConsumerError(f"max_offsets_per_trigger={limit} is not valid; use a positive number, "
+                                "or 0 for no limit.")
+        self.max_offsets_per_trigger: int = limit
+        self.bound_writer: ForeachBatchWriter = type(self).writer.bind(self.settings, self.name)
+        self._spark = spark
+        self._owns_spark = spark is None
+        self._spark_configured = False
+        self._admin = admin
+        self._owns_admin = admin is None
+        self._stop_event = threading.Event()
+        self._schemas: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ override point
+    def transform(self, df: "DataFrame", topic: str) -> "DataFrame":
+        """Valid rows of one micro-batch -> the rows handed to the writer (identity by default)."""
+        return df
+
+    # ------------------------------------------------------------------ resources
+    @property
+    def spark(self) -> "SparkSession":
+        """The SparkSession (built from settings on first use unless injected)."""
+        if self._spark is None:
+            from framework.spark import build_spark_session
+
+            self._spark = build_spark_session(self.settings, app_name=f"consumer-{self.name}",
+                                              extra_conf=self.bound_writer.spark_conf)
+        if not self._spark_configured:  # an injected session gets the writer's runtime settings too
+            for key, value in self.bound_writer.spark_conf.items():
+                self._spark.conf.set(key, value)
+            self._spark_configured = True
+        return self._spark
+
+    @property
+    def admin(self) -> "KafkaAdmin":
+        """Kafka admin client (for topic checks and the final lag), connected on first use."""
+        if self._admin is None:
+            from framework.admin import KafkaAdmin
+
+            self._admin = KafkaAdmin(self.settings)
+        return self._admin
+
+    def close(self) -> None:
+        """Stop what this consumer built itself (the SparkSession, the admin client)."""
+        if self._owns_admin and self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self._owns_spark and self._spark is not None:
+            self._spark.stop()
+            self._spark = None
+            self._spark_configured = False
+
+    def __enter__(self) -> "ConsumerSparkABC":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ facts
+    @classmethod
+    def describe(cls, settings: Settings | None = None) -> str:
+        """One line: name, topics and writer (``consume_cmd.py --list``)."""
+        writer = cls.writer.bind(settings, cls.name) if settings else cls.writer
+        return f"{cls.name:<16} topics: {', '.join(cls.topics):<28} writer: {writer.describe()}"
+
+    def checkpoint_path(self, topic: str) -> Path:
+        """``<checkpoint_root>/<consumer name>/<topic>``."""
+        return Path(self.settings.checkpoint_root) / self.name / topic
+
+    def schema_for(self, topic: str) -> Any:
+        """The resolved ``StructType`` of ``topic`` (a DDL string is parsed with Spark)."""
+        if topic not in self._schemas:
+            declared = self.schema[topic] if isinstance(self.schema, Mapping) else self.schema
+            owner = f"{type(self).__qualname__}.schema" + (f"[{topic!r}]" if isinstance(self.schema, Mapping) else "")
+            self._schemas[topic] = resolve_schema(declared, self.spark if isinstance(declared, str) else None, owner)
+        return self._schemas[topic]
+
+    # ------------------------------------------------------------------ one batch
+    def process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
+        """Parse, split and write one batch of Kafka records: (rows written, rows quarantined).
+
+        ``df`` has the columns of Spark's Kafka source (``key``, ``value``, ``topic``,
+        ``partition``, ``offset``, ``timestamp``); a static frame works too
+        (see :func:`framework.testing.consumer.run_batch`).
+        """
+        return self.write_parsed(parse_records(kafka_frame(df), self.schema_for(topic)), batch_id, topic)
+
+    def write_parsed(self, parsed: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
+        """The ``foreachBatch`` body: count, split and hand both parts to the writer.
+
+        ``parsed`` is a :func:`~framework.parsing.parse_records` result (the
+        streaming plan parses, so each batch only plans the split). It is cached
+        for the duration of the call and counted first (rows written = valid rows
+        before :meth:`transform`); the writer sees only non-empty frames.
+        """
+        parsed = parsed.persist()
+        try:
+            written, quarantined = count_parsed(parsed)
+            valid, bad = split_parsed(parsed)
+            if written:
+                self.bound_writer.write_batch(self.transform(valid, topic), batch_id, topic)
+            if quarantined:
+                self.bound_writer.write_quarantine(bad, batch_id, topic)
+        finally:
+            parsed.unpersist()
+        return written, quarantined
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop the queries and return (thread- and signal-handler-safe)."""
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def run(self, mode: str = "continuous", timeout: float | None = None) -> ConsumerSummary:
+        """Consume every topic until stopped (``continuous``) or until done (``bounded``).
+
+        ``continuous``: a micro-batch every ``settings.trigger_seconds``, until
+        :meth:`stop` or ``timeout`` seconds. ``bounded``: Spark's
+        ``availableNow`` trigger processes what is in Kafka when the run starts
+        (in several batches of ``max_offsets_per_trigger``), then stops. Blocks.
+        """
+        if mode not in MODES:
+            raise ConsumerError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+        self._stop_event.clear()
+        try:
+            self._check_topics(bounded=mode == "bounded")
+            self.spark  # built (or configured) before the clock starts
+            ledger = BatchLedger()
+            tracker = ProgressTracker(ledger)
+            started = time.monotonic()
+            stopped = self._run_queries(mode, ledger, tracker, timeout, started)
+            elapsed = time.monotonic() - started
+            return self._summary(mode, elapsed, stopped, ledger, tracker)
+        finally:
+            if self._owns_admin and self._admin is not None:
+                self._admin.close()
+                self._admin = None
+
+    # ------------------------------------------------------------------ internals
+    def _run_queries(self, mode: str, ledger: BatchLedger, tracker: ProgressTracker, timeout: float | None,
+                     started: float) -> bool:
+        """Start one query per topic, wait for them, stop them; True if stopped before done."""
+        group = QueryGroup(self.name, self._stop_event)
+        listener = tracker.listener()
+        self.spark.streams.addListener(listener)
+        try:
+            for topic in self.topics:
+                if self._stop_event.is_set():
+                    return True
+                group.add(topic, self._start_query(topic, mode, group.guard(topic, self._batch_body(topic, ledger))))
+                tracker.watch(group.queries[topic].id, topic)
+            log.info("Consumer {} started {} quer{} ({} mode, maxOffsetsPerTrigger {})", self.name,
+                     len(group.queries), "y" if len(group.queries) == 1 else "ies", mode,
+                     self.max_offsets_per_trigger or "unlimited")
+            return group.wait(timeout, started)
+        finally:
+            try:
+                group.stop()
+            finally:
+                self.spark.streams.removeListener(listener)
+                for topic, query in group.queries.items():
+                    tracker.sweep(topic, query)
+
+    def _check_topics(self, bounded: bool) -> None:
+        existing = set(self.admin.list_topics())
+        missing = [t for t in self.topics if t not in existing]
+        if not missing:
+            return
+        where = self.settings.bootstrap_servers
+        if bounded:
+            raise ConsumerError(
+                f"Consumer {self.name!r} reads topic(s) {', '.join(missing)}, which do not exist at {where}; "
+                "create them (`python cmd/admin_cmd.py create <topic>`) or run a producer first.")
+        log.warning("Topic(s) {} do not exist at {} yet; the consumer waits for them", ", ".join(missing), where)
+
+    def _reader(self, topic: str) -> "DataFrame":
+        reader = (self.spark.readStream.format("kafka")
+                  .option("kafka.bootstrap.servers", self.settings.bootstrap_servers)
+                  .option("subscribe", topic)
+                  .option("startingOffsets", self.settings.starting_offsets)
+                  .option("failOnDataLoss", str(bool(self.fail_on_data_loss)).lower()))
+        if self.max_offsets_per_trigger:
+            reader = reader.option("maxOffsetsPerTrigger", str(self.max_offsets_per_trigger))
+        return reader.load()
+
+    def _start_query(self, topic: str, mode: str, function: Callable[["DataFrame", int], None]) -> "StreamingQuery":
+        schema = self.schema_for(topic)  # a bad DDL string fails here, before anything starts
+        checkpoint = self.checkpoint_path(topic)
+        self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
+        parsed = parse_records(kafka_frame(self._reader(topic)), schema)
+        stream = parsed.writeStream.queryName(f"{self.name}:{topic}")
+        stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(function)
+        if mode == "bounded":
+            stream = stream.trigger(availableNow=True)
+        else:
+            stream = stream.trigger(processingTime=f"{int(self.settings.trigger_seconds * 1000)} milliseconds")
+        try:
+            return stream.start()
+        except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException etc., as one sentence
+            raise ConsumerError(f"Could not start the query of consumer {self.name!r} for topic {topic!r} "
+                                f"(checkpoint {checkpoint}): {first_line(exc)}") from exc
+
+    def _batch_body(self, topic: str, ledger: BatchLedger) -> Callable[["DataFrame", int], None]:
+        def process(df: "DataFrame", batch_id: int) -> None:
+            written, quarantined = self.write_parsed(df, batch_id, topic)
+            ledger.record(topic, batch_id, written, quarantined)
+        return process
+
+    def _summary(self, mode: str, elapsed: float, stopped: bool, ledger: BatchLedger,
+                 tracker: ProgressTracker) -> ConsumerSummary:
+        summary = ConsumerSummary(consumer=self.name, mode=mode, elapsed_s=elapsed, stopped=stopped)
+        for topic in self.topics:
+            written, quarantined, batches = ledger.totals(topic)
+            summary.topics[topic] = TopicSummary(
+                topic=topic, rows_written=written, rows_quarantined=quarantined, batches=batches,
+                lag=self._final_lag(topic, tracker), output_path=self.bound_writer.output_path(topic),
+                quarantine_path=self.bound_writer.quarantine_path(topic))
+        return summary
+
+    def _final_lag(self, topic: str, tracker: ProgressTracker) -> int | None:
+        """Latest offsets in Kafka now minus the offsets of the last committed batch."""
+        try:
+            latest = self.admin.end_offsets(topic)
+        except Exception as exc:  # noqa: BLE001 - the lag is informative; fall back to Spark's view
+            log.debug("Could not read the end offsets of {}: {}", topic, exc)
+            return tracker.latest_lag.get(topic)
+        processed = committed_offsets(self.checkpoint_path(topic)).get(topic, {})
+        return lag(processed, latest)
