@@ -1,0 +1,166 @@
+"""Sections ``produce`` and ``api``: our producer and the streaming API against their references.
+
+Every repeat runs, in this order (interleaved, so machine noise hits all alike):
+
+1. **reference**: Kafka's ``ProducerPerformance`` (same record count, the average
+   size of our records, acks=all, idempotent, the same batch.size / linger.ms /
+   compression and partition count), into a fresh topic;
+2. **producer alone**: a :class:`~framework.producer.ProducerABC` subclass fed from
+   memory (:class:`~framework.bench.synthetic.MemoryNdjsonSession`: the API's wire
+   lines, already built), sending to Kafka with the framework's client;
+3. **full path**: the same producer streaming from the real API (``apps.api``, its
+   own process) at ``delay=0``;
+4. **API**: a plain client reading the same stream at ``delay=0`` (section ``api``).
+
+Our records/s and MB/s count the send window (first ``send`` to the return of
+the final flush, i.e. every acknowledgement), like the tool's (first send to
+``close``). Latencies are send-to-acknowledgement, sampled on one record in
+``sample``. Our records also carry a key (the ``id``) and the two resume
+headers (about 40 bytes) that the tool's records do not have; MB/s counts values
+only on both sides.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from framework.bench.apiserver import ApiProcess, read_stream
+from framework.bench.environment import BenchEnvironment
+from framework.bench.perftool import PerfResult, producer_props, run_producer_performance
+from framework.bench.producers import ProduceRun, forget, producer_class, run_timed
+from framework.bench.report import BenchReport, Figure, ratio_at_least
+from framework.bench.stats import Throughput, median
+from framework.bench.synthetic import MemoryNdjsonSession, SyntheticRecords
+from framework.log import get_logger
+
+log = get_logger("bench")
+
+STREAM = "bench"
+REFERENCE = "kafka-producer-perf-test"
+PRODUCE_TARGET = 0.5
+API_TARGET = 2.0
+
+
+@dataclass(frozen=True)
+class ProduceOptions:
+    records: int
+    repeat: int
+    partitions: int
+    record_size: int | None = None
+    sample: int = 8
+
+
+@dataclass
+class _Runs:
+    reference: list[PerfResult]
+    memory: list[ProduceRun]
+    full: list[ProduceRun]
+    api: list[Throughput]
+
+
+def run_produce_and_api(env: BenchEnvironment, opts: ProduceOptions, report: BenchReport, *,
+                        produce: bool = True, api: bool = True) -> None:
+    """Measure what is asked (``produce`` and/or ``api``) and add the figures to ``report``."""
+    records = SyntheticRecords(size=opts.record_size)
+    data_dir = env.path("api-data", "x").parent
+    avg_size = records.write_jsonl(data_dir / f"{STREAM}.json", opts.records)
+    size = max(1, round(avg_size))
+    log.info("produce: {:,} synthetic records of {:.1f} bytes on average in {}", opts.records, avg_size, data_dir)
+    lines = records.wire_lines(opts.records) if produce else []
+    runs = _Runs([], [], [], [])
+    s = env.settings
+    props = producer_props(env.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms,
+                           s.producer_compression)
+    with ApiProcess(data_dir, delay=0.0) as server:
+        url = f"{server.url}/stream_data_{STREAM}"
+        for r in range(1, opts.repeat + 1):
+            step = f"[{r}/{opts.repeat}]"
+            if produce:
+                topic = env.new_topic("ref", opts.partitions)
+                ref = run_producer_performance(env.perf_classpath, topic, opts.records, props, record_size=size)
+                runs.reference.append(ref)
+                log.info("produce {} reference ({}): {:,.0f} records/s, avg {:.1f} ms, p99 {:.0f} ms",
+                         step, REFERENCE, ref.records_per_s, ref.avg_latency_ms, ref.p99_ms)
+                mem = _producer_run(env, opts, "http://memory.invalid/stream_data_bench",
+                                    session=MemoryNdjsonSession(lines))
+                runs.memory.append(mem)
+                _log_run(f"produce {step} producer alone (memory feed)", mem)
+            full = _producer_run(env, opts, url, delay=0.0)
+            runs.full.append(full)
+            _log_run(f"produce {step} full path (API -> producer -> Kafka)", full)
+            if api:
+                served = read_stream(url, {"delay": 0})
+                runs.api.append(served)
+                log.info("api {}: {:,.0f} records/s ({:.1f} MB/s) to a plain client", step,
+                         served.records_per_s, served.mb_per_s)
+    if produce:
+        _produce_figures(report, runs, size, opts)
+    if api:
+        _api_figures(report, runs)
+    report.details["produce"] = {
+        "records": opts.records, "record_size": avg_size, "partitions": opts.partitions, "repeat": opts.repeat,
+        "producer_props": {k: v for k, v in props.items() if k != "bootstrap.servers"},
+        "latency_sample": opts.sample,
+        "reference": [x.to_dict() for x in runs.reference], "memory": [x.to_dict() for x in runs.memory],
+        "full_path": [x.to_dict() for x in runs.full], "api": [x.to_dict() for x in runs.api]}
+
+
+def _producer_run(env: BenchEnvironment, opts: ProduceOptions, endpoint: str, **kwargs: Any) -> ProduceRun:
+    cls = producer_class(env.new_topic("produce", create=False), endpoint, partitions=opts.partitions)
+    try:
+        run = run_timed(cls, env.settings, sample=opts.sample, **kwargs)
+    finally:
+        forget(cls)
+    if run.sent != opts.records:
+        log.warning("The producer sent {} records, not {}", run.sent, opts.records)
+    return run
+
+
+def _log_run(what: str, run: ProduceRun) -> None:
+    log.info("{}: {:,.0f} records/s, {:.2f} MB/s, avg {:.1f} ms, p99 {:.0f} ms", what,
+             run.throughput.records_per_s, run.throughput.mb_per_s, run.latency.avg_ms, run.latency.p99_ms)
+
+
+def _produce_figures(report: BenchReport, runs: _Runs, size: int, opts: ProduceOptions) -> None:
+    ref = {
+        "records/s": median(r.records_per_s for r in runs.reference),
+        "MB/s": median(r.mb_per_s for r in runs.reference),
+        "avg latency": median(r.avg_latency_ms for r in runs.reference),
+        "p99 latency": median(r.p99_ms for r in runs.reference),
+    }
+    note = (f"{opts.records:,} records of {size} B, {opts.partitions} partitions, acks=all, median of "
+            f"{len(runs.reference)}")
+    for label, group in (("full path", runs.full), ("producer alone", runs.memory)):
+        ours = {
+            "records/s": median(r.throughput.records_per_s for r in group),
+            "MB/s": median(r.throughput.mb_per_s for r in group),
+            "avg latency": median(r.latency.avg_ms for r in group),
+            "p99 latency": median(r.latency.p99_ms for r in group),
+        }
+        for name, unit in (("records/s", "records/s"), ("MB/s", "MB/s"), ("avg latency", "ms"),
+                           ("p99 latency", "ms")):
+            target, met = "", None
+            if label == "full path" and name == "records/s":
+                target = f">= {PRODUCE_TARGET} x ref"
+                met = ratio_at_least(ours[name], ref[name], PRODUCE_TARGET)
+            report.figures.append(Figure("produce", f"{label}: {name}", unit, _finite(ours[name]),
+                                         _finite(ref[name]), REFERENCE, target, met,
+                                         note if name == "records/s" else ""))
+
+
+def _api_figures(report: BenchReport, runs: _Runs) -> None:
+    api_rate = median(t.records_per_s for t in runs.api)
+    producer_rate = median(r.throughput.records_per_s for r in runs.full)
+    report.figures.append(Figure(
+        "api", "records served at delay=0", "records/s", _finite(api_rate), _finite(producer_rate),
+        "full-path producer", f">= {API_TARGET} x ref", ratio_at_least(api_rate, producer_rate, API_TARGET),
+        f"plain client, median of {len(runs.api)}"))
+    report.figures.append(Figure(
+        "api", "MB served at delay=0", "MB/s", _finite(median(t.mb_per_s for t in runs.api)), None, "", "", None,
+        "wire bytes (with _position)"))
+
+
+def _finite(value: float) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
