@@ -24,6 +24,7 @@ setup(
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
     entry_points={
         "pipeline.producers": [],
-        "pipeline.consumers": [],
+        # The game-events demo registers its consumer the way a user's package would.
+        "pipeline.consumers": ["game = apps.game_consumers"],
     },
 )

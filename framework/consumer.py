@@ -34,6 +34,7 @@ from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, T
                                 committed_offsets, lag)
 from framework.queries import QueryGroup, first_line
 from framework.registry import Registry
+from framework.routing import Routing, parse_routed, route_tables, write_routed
 from framework.settings import Settings
 from framework.writers import ForeachBatchWriter
 
@@ -70,8 +71,12 @@ class ConsumerSparkABC:
         ``ParquetWriter()``, ``ConsoleWriter()`` or your own.
 
     Optional: ``fail_on_data_loss`` (default True: a query stops with an error
-    when offsets it still has to read were deleted, e.g. by retention) and the one
-    override point :meth:`transform` (valid rows -> rows to write).
+    when offsets it still has to read were deleted, e.g. by retention),
+    ``route_field`` + ``routes`` (split one topic into several tables by the value
+    of a field, e.g. ``route_field = "kind"``, ``routes = {"created": "orders",
+    "paid": "payments"}``; ``schema`` then holds one schema per table, see
+    :mod:`framework.routing` for an example) and the one override point
+    :meth:`transform` (valid rows -> rows to write).
 
     Lifecycle (the template method :meth:`run`): check Kafka and the topics,
     build or reuse the SparkSession, start one query per topic (``startingOffsets``,
@@ -94,6 +99,8 @@ class ConsumerSparkABC:
     schema: ClassVar[SchemaLike | Mapping[str, SchemaLike]]
     writer: ClassVar[ForeachBatchWriter]
     fail_on_data_loss: ClassVar[bool] = True
+    route_field: ClassVar[str | None] = None
+    routes: ClassVar[Mapping[str, str] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -123,10 +130,16 @@ class ConsumerSparkABC:
         self._owns_admin = admin is None
         self._stop_event = threading.Event()
         self._schemas: dict[str, Any] = {}
+        self._routing: Routing | None = None
+        self._table_rows: dict[tuple[str, int], int] = {}  # (route table, batch id) -> rows written
+        self._table_lock = threading.Lock()
 
     # ------------------------------------------------------------------ override point
     def transform(self, df: "DataFrame", topic: str) -> "DataFrame":
-        """Valid rows of one micro-batch -> the rows handed to the writer (identity by default)."""
+        """Valid rows of one micro-batch -> the rows handed to the writer (identity by default).
+
+        ``topic`` is the route table instead when the consumer declares ``routes``.
+        """
         return df
 
     # ------------------------------------------------------------------ resources
@@ -174,19 +187,41 @@ class ConsumerSparkABC:
     def describe(cls, settings: Settings | None = None) -> str:
         """One line: name, topics and writer (``consume_cmd.py --list``)."""
         writer = cls.writer.bind(settings, cls.name) if settings else cls.writer
-        return f"{cls.name:<16} topics: {', '.join(cls.topics):<28} writer: {writer.describe()}"
+        routes = f"  routes: {cls.route_field} -> {', '.join(route_tables(cls.routes))}" if cls.routes else ""
+        return f"{cls.name:<16} topics: {', '.join(cls.topics):<28} writer: {writer.describe()}{routes}"
 
     def checkpoint_path(self, topic: str) -> Path:
         """``<checkpoint_root>/<consumer name>/<topic>``."""
         return Path(self.settings.checkpoint_root) / self.name / topic
 
     def schema_for(self, topic: str) -> Any:
-        """The resolved ``StructType`` of ``topic`` (a DDL string is parsed with Spark)."""
+        """The resolved ``StructType`` of ``topic`` (a DDL string is parsed with Spark); not for routing consumers."""
+        if self.routes is not None:
+            raise ConsumerError(f"Consumer {self.name!r} routes {topic!r} into tables with one schema each; "
+                                "use routing() for them.")
         if topic not in self._schemas:
             declared = self.schema[topic] if isinstance(self.schema, Mapping) else self.schema
             owner = f"{type(self).__qualname__}.schema" + (f"[{topic!r}]" if isinstance(self.schema, Mapping) else "")
             self._schemas[topic] = resolve_schema(declared, self.spark if isinstance(declared, str) else None, owner)
         return self._schemas[topic]
+
+    def routing(self) -> Routing | None:
+        """The resolved routing (one ``StructType`` per table), or None when the consumer does not route."""
+        if self.routes is None or self.route_field is None:
+            return None
+        if self._routing is None:
+            owner = f"{type(self).__qualname__}.schema"
+            schemas = {table: resolve_schema(self.schema[table], self.spark if isinstance(self.schema[table], str)
+                                             else None, f"{owner}[{table!r}]")
+                       for table in route_tables(self.routes)}
+            self._routing = Routing(self.route_field, dict(self.routes), schemas)
+        return self._routing
+
+    def parse(self, df: "DataFrame", topic: str) -> "DataFrame":
+        """:func:`~framework.parsing.parse_records` (or :func:`~framework.routing.parse_routed`) of a Kafka frame."""
+        routing = self.routing()
+        frame = kafka_frame(df)
+        return parse_routed(frame, routing) if routing else parse_records(frame, self.schema_for(topic))
 
     # ------------------------------------------------------------------ one batch
     def process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
@@ -196,16 +231,20 @@ class ConsumerSparkABC:
         ``partition``, ``offset``, ``timestamp``); a static frame works too
         (see :func:`framework.testing.consumer.run_batch`).
         """
-        return self.write_parsed(parse_records(kafka_frame(df), self.schema_for(topic)), batch_id, topic)
+        return self.write_parsed(self.parse(df, topic), batch_id, topic)
 
     def write_parsed(self, parsed: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
         """The ``foreachBatch`` body: count, split and hand both parts to the writer.
 
-        ``parsed`` is a :func:`~framework.parsing.parse_records` result (the
-        streaming plan parses, so each batch only plans the split). It is cached
-        for the duration of the call and counted first (rows written = valid rows
-        before :meth:`transform`); the writer sees only non-empty frames.
+        ``parsed`` is a :meth:`parse` result (the streaming plan parses, so each
+        batch only plans the split). It is cached for the duration of the call and
+        counted first (rows written = valid rows before :meth:`transform`); the
+        writer sees only non-empty frames. A routing consumer writes each table
+        that has rows (``write_batch(rows, batch_id, table)``), then the quarantine.
         """
+        routing = self.routing()
+        if routing is not None:
+            return self._write_routed(parsed, batch_id, topic, routing)
         parsed = parsed.persist()
         try:
             written, quarantined = count_parsed(parsed)
@@ -217,6 +256,20 @@ class ConsumerSparkABC:
         finally:
             parsed.unpersist()
         return written, quarantined
+
+    def _write_routed(self, parsed: "DataFrame", batch_id: int, topic: str, routing: Routing) -> tuple[int, int]:
+        counts, quarantined = write_routed(parsed, routing, self.bound_writer, self.transform, batch_id, topic)
+        with self._table_lock:
+            self._table_rows.update({(table, batch_id): rows for table, rows in counts.items()})
+        return sum(counts.values()), quarantined
+
+    def table_rows(self) -> dict[str, int]:
+        """Rows written per route table in the current or last :meth:`run` (empty when the consumer does not route)."""
+        with self._table_lock:
+            totals = {table: 0 for table in route_tables(self.routes or {})}
+            for (table, _), rows in self._table_rows.items():
+                totals[table] = totals.get(table, 0) + rows
+        return totals
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -238,6 +291,8 @@ class ConsumerSparkABC:
         if mode not in MODES:
             raise ConsumerError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
         self._stop_event.clear()
+        with self._table_lock:
+            self._table_rows.clear()
         try:
             self._check_topics(bounded=mode == "bounded")
             self.spark  # built (or configured) before the clock starts
@@ -300,10 +355,14 @@ class ConsumerSparkABC:
         return reader.load()
 
     def _start_query(self, topic: str, mode: str, function: Callable[["DataFrame", int], None]) -> "StreamingQuery":
-        schema = self.schema_for(topic)  # a bad DDL string fails here, before anything starts
+        routing = self.routing()  # a bad DDL string fails here, before anything starts
         checkpoint = self.checkpoint_path(topic)
-        self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
-        parsed = parse_records(kafka_frame(self._reader(topic)), schema)
+        if routing is None:
+            self.schema_for(topic)
+            self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
+        else:
+            self.bound_writer.prepare_routes(topic, routing.tables, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
+        parsed = self.parse(self._reader(topic), topic)
         stream = parsed.writeStream.queryName(f"{self.name}:{topic}")
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(function)
         if mode == "bounded":
@@ -329,8 +388,12 @@ class ConsumerSparkABC:
             written, quarantined, batches = ledger.totals(topic)
             summary.topics[topic] = TopicSummary(
                 topic=topic, rows_written=written, rows_quarantined=quarantined, batches=batches,
-                lag=self._final_lag(topic, tracker), output_path=self.bound_writer.output_path(topic),
+                lag=self._final_lag(topic, tracker),
+                output_path=None if self.routes else self.bound_writer.output_path(topic),
                 quarantine_path=self.bound_writer.quarantine_path(topic))
+        for table, rows in self.table_rows().items():
+            where = self.bound_writer.output_path(table)
+            log.info("{} -> table {}: {} rows written{}", self.topics[0], table, rows, f" ({where})" if where else "")
         return summary
 
     def _final_lag(self, topic: str, tracker: ProgressTracker) -> int | None:

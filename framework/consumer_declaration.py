@@ -1,8 +1,9 @@
 """The checks ``ConsumerSparkABC.__init_subclass__`` runs on a consumer's class attributes.
 
-Everything that can be checked without Spark or Kafka is checked when the class
-body runs, so a wrong declaration fails at import with one sentence naming the
-class and the attribute (a DDL string schema is parsed later, with Spark).
+Everything that can be checked without Spark or Kafka (routes included, see
+:mod:`framework.routing`) is checked when the class body runs, so a wrong
+declaration fails at import with one sentence naming the class and the attribute
+(a DDL string schema is parsed later, with Spark).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Mapping
 
 from framework.errors import DeclarationError
 from framework.parsing import check_schema
-from framework.writers import ForeachBatchWriter
+from framework.routing import check_routes
+from framework.writers import QUARANTINE_SUFFIX, ForeachBatchWriter
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -39,7 +41,24 @@ def validate_declaration(cls: type) -> None:
                                    "(letters, digits, '.', '_' or '-').")
     if len(set(topics)) != len(topics):
         raise DeclarationError(f"{where}.topics lists a topic twice: {list(topics)!r}.")
+    writer = cls.writer
     schema = cls.schema
+    quarantine = f"{writer.table_name(topics[0])}{QUARANTINE_SUFFIX}" if isinstance(writer, ForeachBatchWriter) else ""
+    routed = check_routes(where, getattr(cls, "route_field", None), getattr(cls, "routes", None), topics, schema,
+                          quarantine)  # a routing consumer has one schema per table, checked there
+    if not routed:
+        _check_topic_schemas(where, schema, topics)
+    if isinstance(writer, type) and issubclass(writer, ForeachBatchWriter):
+        raise DeclarationError(f"{where}.writer must be a writer instance like {writer.__name__}(), not the class.")
+    if not isinstance(writer, ForeachBatchWriter):
+        raise DeclarationError(f"{where}.writer must be an instance of a ForeachBatchWriter "
+                               f"(ParquetWriter(), ConsoleWriter(), or your own), not {writer!r}.")
+    if not isinstance(cls.fail_on_data_loss, bool):
+        raise DeclarationError(f"{where}.fail_on_data_loss must be True or False, not {cls.fail_on_data_loss!r}.")
+
+
+def _check_topic_schemas(where: str, schema: object, topics: list[str]) -> None:
+    """One schema for every topic, or a dict with exactly one schema per topic."""
     if isinstance(schema, Mapping):
         missing = [t for t in topics if t not in schema]
         extra = [t for t in schema if t not in topics]
@@ -53,11 +72,3 @@ def validate_declaration(cls: type) -> None:
             check_schema(schema[topic], f"{where}.schema[{topic!r}]")
     else:
         check_schema(schema, f"{where}.schema")
-    writer = cls.writer
-    if isinstance(writer, type) and issubclass(writer, ForeachBatchWriter):
-        raise DeclarationError(f"{where}.writer must be a writer instance like {writer.__name__}(), not the class.")
-    if not isinstance(writer, ForeachBatchWriter):
-        raise DeclarationError(f"{where}.writer must be an instance of a ForeachBatchWriter "
-                               f"(ParquetWriter(), ConsoleWriter(), or your own), not {writer!r}.")
-    if not isinstance(cls.fail_on_data_loss, bool):
-        raise DeclarationError(f"{where}.fail_on_data_loss must be True or False, not {cls.fail_on_data_loss!r}.")

@@ -60,3 +60,7 @@ class DataSourceError(FrameworkError):
 
 class ApiServerError(FrameworkError):
     """The streaming API server could not bind its address."""
+
+
+class EventLogError(FrameworkError):
+    """An event could not be logged to Kafka: not acknowledged in time, refused, or not serializable."""

@@ -40,6 +40,9 @@ rules: ``"4"`` is not an int, ``4`` is a valid double, any value is a valid
 string); a field declared NOT NULL (``nullable=False``) must be present and not
 ``null``. Fields that are not in the schema are ignored. Inside nested structs
 Spark's permissive parsing applies (an unparsable leaf becomes null).
+
+To split one topic into several tables by the value of a field, each with its
+own schema, see :mod:`framework.routing` (same columns, same reasons).
 """
 from __future__ import annotations
 
@@ -162,10 +165,16 @@ def split_parsed(parsed: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
     meta = [c for c in METADATA_COLUMNS if c in parsed.columns]
     valid = (parsed.where(F.col(_REASON).isNull())
                    .select(f"{_RECORD}.*", *meta))
+    return valid, quarantine_rows(parsed)
+
+
+def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
+    """The rows of a parse result that have a reason, with the quarantine columns (shared with routing)."""
+    from pyspark.sql import functions as F
+
     quarantine_cols = [F.col(_REASON).alias(REASON_COLUMN) if c == REASON_COLUMN else F.col(c)
                        for c in QUARANTINE_COLUMNS if c in parsed.columns or c == REASON_COLUMN]
-    quarantine = parsed.where(F.col(_REASON).isNotNull()).select(*quarantine_cols)
-    return valid, quarantine
+    return parsed.where(F.col(_REASON).isNotNull()).select(*quarantine_cols)
 
 
 def split_valid_invalid(df: "DataFrame", schema: SchemaLike) -> tuple["DataFrame", "DataFrame"]:
@@ -193,12 +202,25 @@ def _reason(raw: "Column", record: "Column", schema: "StructType") -> "Column":
 
     all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
     values = F.from_json(raw, "map<string,variant>")  # JSON object -> {key: JSON value}; else null
-    per_field = [_field_reason(f.name, f.dataType.simpleString(), f.nullable, record, values)
-                 for f in schema.fields]
     detail = (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
                .when(values.isNull(), _not_object_reason(raw))
-               .otherwise(F.nullif(F.concat_ws("; ", *per_field), F.lit(""))))
+               .otherwise(field_problems(record, schema, values)))
     return F.when(all_present, F.lit(None).cast("string")).otherwise(detail)
+
+
+def field_problems(record: "Column", schema: "StructType", values: "Column") -> "Column":
+    """The field problems of a JSON object parsed as ``record``, joined by ``; ``; null when there is none.
+
+    ``values`` is the same object as ``map<string,variant>`` (tells "absent" from
+    "wrong type"). Shared with :mod:`framework.routing`.
+    """
+    from pyspark.sql import functions as F
+
+    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
+    per_field = [_field_reason(f.name, f.dataType.simpleString(), f.nullable, record, values)
+                 for f in schema.fields]
+    return F.when(all_present, F.lit(None).cast("string")).otherwise(
+        F.nullif(F.concat_ws("; ", *per_field), F.lit("")))
 
 
 def _not_object_reason(raw: "Column") -> "Column":

@@ -4,13 +4,18 @@ A consumer hands each micro-batch of one topic to its writer twice at most:
 :meth:`ForeachBatchWriter.write_batch` with the valid rows and
 :meth:`ForeachBatchWriter.write_quarantine` with the rows that failed parsing
 (see :mod:`framework.parsing` for both column sets). Each call is made only
-when that frame has at least one row.
+when that frame has at least one row. A *routing* consumer (see
+:mod:`framework.routing`) calls ``write_batch`` once per table that has rows in
+the batch, with the table name in place of the topic, and ``write_quarantine``
+once for the topic.
 
 Shipped writers:
 
-- :class:`ParquetWriter`: one table per topic, ``<output_dir>/<topic>/``, and its
-  quarantine, ``<output_dir>/<topic>_quarantine/``, exactly once across restarts
-  for any Parquet reader (pyarrow, pandas, DuckDB, Spark).
+- :class:`ParquetWriter`: one table per topic, ``<output_dir>/<topic>/`` (or one per
+  route table, ``<output_dir>/<table>/``), and the topic's quarantine,
+  ``<output_dir>/<topic>_quarantine/``, exactly once across restarts for any
+  Parquet reader (pyarrow, pandas, DuckDB, Spark). A batch of a routing topic
+  publishes one file per table that has rows, all named after the batch id.
 - :class:`ConsoleWriter`: prints every batch and every quarantined row (debugging).
 
 Exactly-once contract of :class:`BatchPublisher` (used by ``ParquetWriter`` and
@@ -40,7 +45,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from framework.errors import ConsumerError
 from framework.log import get_logger
@@ -120,7 +125,9 @@ class ForeachBatchWriter(abc.ABC):
     every consumer instance. Override :meth:`write_batch`; optionally
     :meth:`write_quarantine` (default: Parquet, exactly once, in
     ``<output_dir>/<table>_quarantine/``), :meth:`prepare` (called once per
-    topic before its query starts) and :meth:`output_path`.
+    topic before its query starts; :meth:`prepare_routes` instead for a routing
+    consumer) and :meth:`output_path`. For a routing consumer the ``topic``
+    argument of :meth:`write_batch` and :meth:`output_path` is the route's table.
 
     Contract: called from Spark's ``foreachBatch`` thread of the topic's query
     (several topics run concurrently, so keep shared state thread-safe); each
@@ -172,10 +179,22 @@ class ForeachBatchWriter(abc.ABC):
         return Path(self.settings.output_dir) / f"{self.table_name(topic)}{QUARANTINE_SUFFIX}"
 
     def prepare(self, topic: str, fresh_checkpoint: bool) -> None:
-        """Before the topic's query starts: clean the quarantine's staging, check it belongs to us."""
+        """Before the topic's query starts: prepare its quarantine (:meth:`prepare_quarantine`)."""
+        self.prepare_quarantine(topic, fresh_checkpoint)
+
+    def prepare_quarantine(self, topic: str, fresh_checkpoint: bool) -> None:
+        """Clean the quarantine's staging, check it belongs to us."""
         path = self.quarantine_path(topic)
         if path is not None:
             _prepare_directory(path, self.consumer_name, topic, fresh_checkpoint)
+
+    def prepare_routes(self, topic: str, tables: Sequence[str], fresh_checkpoint: bool) -> None:
+        """Instead of :meth:`prepare`, before the query of a routing consumer's topic starts.
+
+        ``tables`` are the route tables the topic's rows are written to. Default:
+        prepare the topic's quarantine only.
+        """
+        self.prepare_quarantine(topic, fresh_checkpoint)
 
     @abc.abstractmethod
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:
@@ -221,6 +240,11 @@ class ParquetWriter(ForeachBatchWriter):
     def prepare(self, topic: str, fresh_checkpoint: bool) -> None:
         _prepare_directory(self.output_path(topic), self.consumer_name, topic, fresh_checkpoint)
         super().prepare(topic, fresh_checkpoint)
+
+    def prepare_routes(self, topic: str, tables: Sequence[str], fresh_checkpoint: bool) -> None:
+        for table in tables:
+            _prepare_directory(self.output_path(table), self.consumer_name, topic, fresh_checkpoint)
+        super().prepare_routes(topic, tables, fresh_checkpoint)
 
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:
         BatchPublisher(self.output_path(topic), self.compression).publish(df, batch_id)

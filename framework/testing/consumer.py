@@ -14,7 +14,8 @@ Minimal use in a user's pytest module::
 - :func:`kafka_like_frame`: raw values -> a static frame with the columns of
   Spark's Kafka source (``key``, ``value``, ``topic``, ``partition``, ``offset``,
   ``timestamp``).
-- :func:`parse_values`: raw values -> valid rows and quarantine rows, as dicts.
+- :func:`parse_values`: raw values -> valid rows and quarantine rows, as dicts
+  (for a routing consumer class also the rows of each table, ``result.tables``).
 - :class:`RecordingWriter` and :func:`run_batch`: run a consumer's whole
   ``foreachBatch`` body (parse, split, transform, write) on a static frame.
 """
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from framework.parsing import SchemaLike, kafka_frame, resolve_schema, split_valid_invalid
+from framework.routing import Routing, parse_routed, route_tables, split_routed
 from framework.settings import Settings
 from framework.writers import ForeachBatchWriter
 
@@ -76,10 +78,15 @@ def kafka_like_frame(spark: "SparkSession", values: Sequence[str | bytes | None]
 
 @dataclass
 class ParseResult:
-    """Rows (dicts) that would be written and quarantine rows (dicts, with ``reason``)."""
+    """Rows (dicts) that would be written and quarantine rows (dicts, with ``reason``).
+
+    For a routing consumer, ``tables`` holds the rows of each table and ``rows``
+    all of them in input order (each with its own table's columns).
+    """
 
     rows: list[dict[str, Any]]
     quarantine: list[dict[str, Any]]
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def reasons(self) -> list[str]:
@@ -93,6 +100,8 @@ def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence
     Rows come back in input order, with the ``kafka_*`` metadata columns.
     """
     spark = spark or local_spark()
+    if isinstance(schema, type) and getattr(schema, "routes", None):
+        return _parse_routed_values(schema, values, spark, topic)
     if isinstance(schema, type):
         consumer_cls = schema
         topic = topic or consumer_cls.topics[0]
@@ -104,6 +113,20 @@ def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence
     order = "kafka_offset"
     return ParseResult(rows=[r.asDict(recursive=True) for r in valid.orderBy(order).collect()],
                        quarantine=[r.asDict(recursive=True) for r in bad.orderBy(order).collect()])
+
+
+def _parse_routed_values(consumer_cls: "type[ConsumerSparkABC]", values: Sequence[str | bytes | None],
+                         spark: "SparkSession", topic: str | None) -> ParseResult:
+    owner = f"{consumer_cls.__qualname__}.schema"
+    routes = dict(consumer_cls.routes or {})
+    schemas = {t: resolve_schema(consumer_cls.schema[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
+    routing = Routing(str(consumer_cls.route_field), routes, schemas)
+    frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or consumer_cls.topics[0]))
+    tables, bad = split_routed(parse_routed(frame, routing), routing)
+    rows = {t: [r.asDict(recursive=True) for r in df.orderBy("kafka_offset").collect()] for t, df in tables.items()}
+    return ParseResult(rows=sorted((r for t in rows.values() for r in t), key=lambda r: r["kafka_offset"]),
+                       quarantine=[r.asDict(recursive=True) for r in bad.orderBy("kafka_offset").collect()],
+                       tables=rows)
 
 
 class RecordingWriter(ForeachBatchWriter):

@@ -1,0 +1,67 @@
+"""The game's consumer: the ``events`` topic routed by ``event_type`` into one Parquet table per kind of event.
+
+    python cmd/consume_cmd.py events --module apps.game_consumers --bounded
+
+writes, under ``PIPELINE_OUTPUT_DIR``:
+
+- ``purchases/``: purchase_sword, purchase_shield, purchase_axe, purchase_potion;
+  columns event_type, timestamp, host, user_agent, item, strength, description
+- ``joins/``: join_guild; event_type, timestamp, host, user_agent, guild
+- ``declarations/``: declare_war, declare_peace; event_type, timestamp, host, user_agent
+- ``visits/``: visit (``GET /``); event_type, timestamp, host, user_agent
+- ``events_quarantine/``: every other record, with its reason (``unknown event_type 'x'``,
+  ``not valid JSON``, ``missing required field 'item'``, ``field 'strength' expected double, got "x"``, ...)
+
+Each table also has the ``kafka_*`` metadata columns (topic, partition, offset,
+timestamp, key). Each table is a view of ``python cmd/query_cmd.py``, e.g.
+``SELECT item, round(avg(strength), 2) FROM purchases GROUP BY item``.
+Everything here is a declaration: the routing, the parsing, the quarantine and
+the exactly-once files come from :class:`~framework.consumer.ConsumerSparkABC`.
+"""
+from __future__ import annotations
+
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+
+from framework.consumer import ConsumerSparkABC
+from framework.writers import ParquetWriter
+
+#: the fields every game event carries (see apps.game_api)
+COMMON_FIELDS = [
+    StructField("event_type", StringType(), nullable=False),
+    StructField("timestamp", TimestampType(), nullable=False),
+    StructField("host", StringType()),
+    StructField("user_agent", StringType()),
+]
+
+#: {"event_type": "purchase_sword", ..., "item": "sword", "strength": 7.31, "description": "a fine steel sword"}
+PURCHASE_SCHEMA = StructType([*COMMON_FIELDS,
+                              StructField("item", StringType(), nullable=False),
+                              StructField("strength", DoubleType(), nullable=False),
+                              StructField("description", StringType())])
+#: {"event_type": "join_guild", ..., "guild": "the-knights"}
+JOIN_SCHEMA = StructType([*COMMON_FIELDS, StructField("guild", StringType(), nullable=False)])
+#: {"event_type": "declare_war" | "declare_peace", ...}
+DECLARATION_SCHEMA = StructType(list(COMMON_FIELDS))
+#: {"event_type": "visit", ...}
+VISIT_SCHEMA = StructType(list(COMMON_FIELDS))
+
+
+class GameEventsConsumer(ConsumerSparkABC):
+    """The ``events`` topic into the ``purchases``, ``joins``, ``declarations`` and ``visits`` tables."""
+
+    name = "events"
+    topics = ["events"]
+    route_field = "event_type"
+    routes = {
+        "purchase_sword": "purchases",
+        "purchase_shield": "purchases",
+        "purchase_axe": "purchases",
+        "purchase_potion": "purchases",
+        "join_guild": "joins",
+        "declare_war": "declarations",
+        "declare_peace": "declarations",
+        "visit": "visits",
+    }
+    schema = {"purchases": PURCHASE_SCHEMA, "joins": JOIN_SCHEMA, "declarations": DECLARATION_SCHEMA,
+              "visits": VISIT_SCHEMA}
+    writer = ParquetWriter()
