@@ -299,6 +299,21 @@ class ApiServer:
         self._server.server_close()
         _log.info("streaming API on {} stopped", self.url)
 
+    def serve_until_signal(self) -> None:
+        """Block until SIGTERM or Ctrl-C (main thread only), then :meth:`stop`."""
+        import signal
+
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.stop()
+
     def __enter__(self) -> "ApiServer":
         return self
 

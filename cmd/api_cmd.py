@@ -9,9 +9,7 @@ Prints the URL it listens on and the streams, then serves until Ctrl-C or SIGTER
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from apps.api import EXTENSION, STREAM_PREFIX, create_app, serve_in_thread
@@ -35,8 +33,6 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, data_dir=args.data_dir, delay=args.delay)
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server = serve_in_thread(app, host, port)
     try:
         state = app.extensions[EXTENSION]
@@ -47,12 +43,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for broken in sorted(state.catalog.unavailable.values(), key=lambda u: u.name):
             print(f"  {server.url}{STREAM_PREFIX}{broken.name}  NOT SERVED: {broken.reason}")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    server.serve_until_signal()
     return 0
 
 

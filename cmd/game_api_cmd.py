@@ -12,9 +12,7 @@ actions, then serves until Ctrl-C or SIGTERM, and closes its Kafka producer.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the project root holds `apps`
@@ -43,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     event_log = KafkaEventLog(settings, args.topic, key_field=KEY_FIELD, timeout=args.ack_timeout)
     app = create_game_app(settings, event_log=event_log)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server = serve_in_thread(app, args.host, args.port)
     try:
         print(f"Game API listening on {server.url}, logging events to topic {args.topic!r} at "
@@ -52,10 +48,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for path, what in ACTIONS.items():
             print(f"  {server.url}{path:<20} {what}")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        server.serve_until_signal()
     finally:
         server.stop()
         event_log.close()

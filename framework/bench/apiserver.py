@@ -109,18 +109,10 @@ def main(argv: list[str]) -> int:
     from framework.settings import Settings
 
     configure_logging("WARNING")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     app = create_app(Settings.from_env(), data_dir=Path(argv[0]), delay=float(argv[1]))
     server = serve_in_thread(app, "127.0.0.1", 0)
     print(f"{READY_PREFIX}{server.url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_signal()
     return 0
 
 
