@@ -11,7 +11,7 @@ import re
 from typing import Mapping
 
 from framework.errors import DeclarationError
-from framework.parsing import check_schema
+from framework.parsing import check_schema, check_schema_per_name
 from framework.routing import check_routes
 from framework.writers import QUARANTINE_SUFFIX, ForeachBatchWriter
 
@@ -60,15 +60,7 @@ def validate_declaration(cls: type) -> None:
 def _check_topic_schemas(where: str, schema: object, topics: list[str]) -> None:
     """One schema for every topic, or a dict with exactly one schema per topic."""
     if isinstance(schema, Mapping):
-        missing = [t for t in topics if t not in schema]
-        extra = [t for t in schema if t not in topics]
-        if missing or extra:
-            raise DeclarationError(
-                f"{where}.schema is a dict, so it needs exactly one schema per topic; "
-                + (f"missing: {', '.join(map(repr, missing))}" if missing else "")
-                + ("; " if missing and extra else "")
-                + (f"not in topics: {', '.join(map(repr, extra))}" if extra else "") + ".")
-        for topic in topics:
-            check_schema(schema[topic], f"{where}.schema[{topic!r}]")
+        check_schema_per_name(f"{where}.schema", f"{where}.schema is a dict, so it needs exactly one schema per topic",
+                              schema, topics, "not in topics")
     else:
         check_schema(schema, f"{where}.schema")

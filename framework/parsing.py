@@ -47,7 +47,7 @@ own schema, see :mod:`framework.routing` (same columns, same reasons).
 from __future__ import annotations
 
 from functools import reduce
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from framework.errors import DeclarationError
 
@@ -82,6 +82,24 @@ def kafka_frame(df: "DataFrame") -> "DataFrame":
         F.col("timestamp").alias("kafka_timestamp"),
         F.col("key").cast("string").alias("kafka_key"),
     )
+
+
+def check_schema_per_name(label: str, lead: str, schema: Mapping, names: Sequence[str], outside: str) -> None:
+    """Check that ``schema`` (a dict) has exactly one valid schema for each of ``names``.
+
+    The error reads ``"<lead>; missing: 'a'; <outside>: 'b'."``; each schema is
+    checked as ``<label>[<name>]``. Raises :class:`DeclarationError`.
+    """
+    missing = [n for n in names if n not in schema]
+    extra = [n for n in schema if n not in names]
+    if missing or extra:
+        raise DeclarationError(
+            f"{lead}; "
+            + (f"missing: {', '.join(map(repr, missing))}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"{outside}: {', '.join(map(repr, extra))}" if extra else "") + ".")
+    for name in names:
+        check_schema(schema[name], f"{label}[{name!r}]")
 
 
 def check_schema(schema: Any, owner: str = "schema") -> None:

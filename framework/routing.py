@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from framework.errors import DeclarationError
 from framework.parsing import (_MAX_SHOWN, _REASON, METADATA_COLUMNS, RAW_COLUMN, RESERVED_NAMES, _not_object_reason,
-                               _quote, check_schema, field_problems, quarantine_rows)
+                               _quote, check_schema_per_name, field_problems, quarantine_rows)
 from framework.writers import QUARANTINE_SUFFIX
 
 if TYPE_CHECKING:
@@ -115,16 +115,8 @@ def check_routes(owner: str, route_field: Any, routes: Any, topics: Sequence[str
     if not isinstance(schema, Mapping):
         raise DeclarationError(f"{owner}.schema must be a dict with one schema per table of the routes "
                                f"({', '.join(map(repr, tables))}), not {type(schema).__name__}.")
-    missing = [t for t in tables if t not in schema]
-    extra = [t for t in schema if t not in tables]
-    if missing or extra:
-        raise DeclarationError(
-            f"{owner}.schema needs exactly one schema per table of the routes; "
-            + (f"missing: {', '.join(map(repr, missing))}" if missing else "")
-            + ("; " if missing and extra else "")
-            + (f"not a table of the routes: {', '.join(map(repr, extra))}" if extra else "") + ".")
-    for table in tables:
-        check_schema(schema[table], f"{owner}.schema[{table!r}]")
+    check_schema_per_name(f"{owner}.schema", f"{owner}.schema needs exactly one schema per table of the routes",
+                          schema, tables, "not a table of the routes")
     return True
 
 

@@ -15,3 +15,29 @@ def local_spark_session():
     from framework.testing.consumer import local_spark
 
     return local_spark()
+
+
+@pytest.fixture
+def restore_consumer_registry():
+    """Consumer classes declared by a test do not stay registered."""
+    from framework.consumer import CONSUMERS
+
+    saved = dict(CONSUMERS._classes)
+    yield
+    CONSUMERS._classes.clear()
+    CONSUMERS._classes.update(saved)
+
+
+@pytest.fixture
+def spark(local_spark_session):
+    """The unit tests' local SparkSession, under the name the tests use."""
+    return local_spark_session
+
+
+@pytest.fixture
+def unit_settings(tmp_path):
+    """Settings with output and checkpoints in this test's tmp_path, local Spark."""
+    from framework.settings import Settings
+
+    return Settings.from_env().replace(output_dir=tmp_path / "out", checkpoint_dir=tmp_path / "cp",
+                                       spark_master="local[2]")

@@ -22,7 +22,6 @@ from framework.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS, kafka_frame,
 from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, batch_report,
                                 checkpoint_is_fresh, committed_offsets, lag)
 from framework.queries import BatchInterrupted, QueryGroup
-from framework.settings import Settings
 from framework.testing.consumer import RecordingWriter, kafka_like_frame, parse_values, run_batch
 from framework.writers import MARKER, STAGING, BatchPublisher, ConsoleWriter, ForeachBatchWriter, ParquetWriter
 
@@ -34,24 +33,7 @@ METRICS = StructType([
 GOOD = '{"id": 1, "time": "2026-01-05T08:00:00.000Z", "val": 1.5}'
 
 
-@pytest.fixture(autouse=True)
-def restore_registry():
-    """Classes declared by a test do not stay registered."""
-    saved = dict(CONSUMERS._classes)
-    yield
-    CONSUMERS._classes.clear()
-    CONSUMERS._classes.update(saved)
-
-
-@pytest.fixture
-def spark(local_spark_session):
-    return local_spark_session
-
-
-@pytest.fixture
-def unit_settings(tmp_path: Path) -> Settings:
-    return Settings.from_env().replace(output_dir=tmp_path / "out", checkpoint_dir=tmp_path / "cp",
-                                       spark_master="local[2]")
+pytestmark = pytest.mark.usefixtures("restore_consumer_registry")
 
 
 def declare(**attrs):

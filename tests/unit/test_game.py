@@ -7,7 +7,6 @@ import random
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -30,23 +29,7 @@ from framework.testing.producer import FakeAdmin, InMemoryKafka, RecordingProduc
 from framework.writers import MARKER, ParquetWriter
 
 
-@pytest.fixture(autouse=True)
-def restore_registry():
-    saved = dict(CONSUMERS._classes)
-    yield
-    CONSUMERS._classes.clear()
-    CONSUMERS._classes.update(saved)
-
-
-@pytest.fixture
-def spark(local_spark_session):
-    return local_spark_session
-
-
-@pytest.fixture
-def unit_settings(tmp_path: Path) -> Settings:
-    return Settings.from_env().replace(output_dir=tmp_path / "out", checkpoint_dir=tmp_path / "cp",
-                                       spark_master="local[2]")
+pytestmark = pytest.mark.usefixtures("restore_consumer_registry")
 
 
 class FixedRng:
