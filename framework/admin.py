@@ -16,6 +16,7 @@ can be injected (``client=``) for unit tests.
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -26,6 +27,8 @@ from framework.settings import Settings
 log = get_logger("admin")
 
 INTERNAL_PREFIX = "__"
+UNKNOWN_TOPIC, LEADER_NOT_AVAILABLE = 3, 5   # Kafka error codes that can be metadata lag
+METADATA_WAIT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -197,16 +200,36 @@ class KafkaAdmin:
         return True
 
     def describe_topic(self, name: str) -> TopicInfo:
-        """Partitions (leader, replicas, in-sync replicas) and non-default configs of ``name``."""
-        topics = self.client.describe_topics([name])
-        if not topics or topics[0].get("error_code", 0) != 0:
-            raise TopicError(f"Topic {name!r} does not exist; existing topics: "
-                             f"{', '.join(self.list_topics()) or 'none'}.")
-        t = topics[0]
+        """Partitions (leader, replicas, in-sync replicas) and non-default configs of ``name``.
+
+        Kafka spreads metadata to the brokers eventually: right after a topic is
+        created, a broker other than the controller may still answer "unknown
+        topic" or "no leader". Those answers are retried for a bounded time when
+        the topic is listed (or leaderless); a topic that is not there at all
+        fails at once.
+        """
+        t = self._describe_raw(name)
         parts = tuple(sorted(
             (PartitionInfo(p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
              for p in t["partitions"]), key=lambda p: p.partition))
         return TopicInfo(name=name, partitions=parts, configs=self._topic_configs(name))
+
+    def _describe_raw(self, name: str) -> dict:
+        deadline = time.monotonic() + min(self.timeout, METADATA_WAIT_S)
+        while True:
+            topics = self.client.describe_topics([name])
+            code = topics[0].get("error_code", 0) if topics else UNKNOWN_TOPIC
+            leaderless = code == 0 and any(p["leader_id"] < 0 for p in topics[0]["partitions"])
+            if code == 0 and not leaderless:
+                return topics[0]
+            listed = code == UNKNOWN_TOPIC and name in self.list_topics(include_internal=True)
+            if time.monotonic() < deadline and (leaderless or code == LEADER_NOT_AVAILABLE or listed):
+                time.sleep(0.1)
+                continue
+            if code == 0:  # still leaderless after the wait: describe what there is
+                return topics[0]
+            raise TopicError(f"Topic {name!r} does not exist; existing topics: "
+                             f"{', '.join(self.list_topics()) or 'none'}.")
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Latest offset (the next one to be written) of each partition of ``topic``."""

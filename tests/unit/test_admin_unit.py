@@ -73,3 +73,29 @@ def test_default_replication_factor_follows_the_broker_count(client):
     assert client.create_topics.call_args.args[0]["replicated"]["replication_factor"] == 3
     KafkaAdmin(Settings.from_env({"PIPELINE_TOPIC_REPLICATION_FACTOR": "2"}), client=client).create_topic("two")
     assert client.create_topics.call_args.args[0]["two"]["replication_factor"] == 2
+
+
+def test_describe_waits_out_metadata_lag_after_create(client):
+    """Right after creation another broker may still say 'unknown topic' (seen on 3 brokers)."""
+    unknown = {"name": "metrics.dlq", "error_code": 3, "partitions": []}
+    client.describe_topics.side_effect = [[unknown], [unknown], [_topic("metrics.dlq", 1)]]
+    client.list_topics.return_value = ["metrics", "metrics.dlq"]
+    info = KafkaAdmin(Settings.from_env({}), client=client).describe_topic("metrics.dlq")
+    assert info.partition_count == 1
+    assert client.describe_topics.call_count == 3
+
+
+def test_describe_waits_for_partition_leaders(client):
+    leaderless = _topic("metrics", 3)
+    leaderless["partitions"][1]["leader_id"] = -1
+    client.describe_topics.side_effect = [[leaderless], [_topic("metrics", 3)]]
+    info = KafkaAdmin(Settings.from_env({}), client=client).describe_topic("metrics")
+    assert [p.leader for p in info.partitions] == [1, 1, 1]
+
+
+def test_describe_of_a_missing_topic_does_not_wait(client):
+    client.describe_topics.return_value = [{"name": "nope", "error_code": 3, "partitions": []}]
+    client.list_topics.return_value = ["metrics"]
+    with pytest.raises(TopicError, match="does not exist"):
+        KafkaAdmin(Settings.from_env({}), client=client).describe_topic("nope")
+    assert client.describe_topics.call_count == 1
