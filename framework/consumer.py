@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 from framework.consumer_declaration import validate_declaration
 from framework.errors import ConsumerError
 from framework.log import get_logger
-from framework.parsing import SchemaLike, count_parsed, kafka_frame, parse_records, resolve_schema, split_parsed
+from framework.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts, parse_records,
+                               quarantine_rows, resolve_schema, split_parsed)
 from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
-                                committed_offsets, lag)
+                                committed_offsets, lag, planned_records)
 from framework.queries import QueryGroup, first_line
 from framework.registry import Registry
 from framework.routing import Routing, parse_routed, route_tables, write_routed
 from framework.settings import Settings
-from framework.writers import ForeachBatchWriter
+from framework.writers import ForeachBatchWriter, planning
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -237,22 +238,37 @@ class ConsumerSparkABC:
         """The ``foreachBatch`` body: count, split and hand both parts to the writer.
 
         ``parsed`` is a :meth:`parse` result (the streaming plan parses, so each
-        batch only plans the split). It is cached for the duration of the call and
-        counted first (rows written = valid rows before :meth:`transform`); the
-        writer sees only non-empty frames. A routing consumer writes each table
-        that has rows (``write_batch(rows, batch_id, table)``), then the quarantine.
+        batch only plans the split); rows written = valid rows before
+        :meth:`transform`. A routing consumer writes each table that has rows
+        (``write_batch(rows, batch_id, table)``), then the quarantine.
+
+        When the writer declares :attr:`~framework.writers.ForeachBatchWriter.writes_every_row`
+        (``ParquetWriter`` does), the batch is read from Kafka, parsed, counted and
+        written in one pass: the rows are counted by an observation on the frame
+        as it is written. The quarantine, if the count finds bad rows, reads the
+        batch again (the same offsets). Other writers get a cached frame, counted
+        first, and see only non-empty frames.
         """
         routing = self.routing()
         if routing is not None:
             return self._write_routed(parsed, batch_id, topic, routing)
+        writer = self.bound_writer
+        if writer.writes_every_row:
+            observation, observed = observe_counts(parsed)
+            valid, _ = split_parsed(observed)
+            writer.write_batch(self.transform(valid, topic), batch_id, topic)
+            written, quarantined = observed_counts(observation)
+            if quarantined:
+                writer.write_quarantine(quarantine_rows(parsed), batch_id, topic)
+            return written, quarantined
         parsed = parsed.persist()
         try:
             written, quarantined = count_parsed(parsed)
             valid, bad = split_parsed(parsed)
             if written:
-                self.bound_writer.write_batch(self.transform(valid, topic), batch_id, topic)
+                writer.write_batch(self.transform(valid, topic), batch_id, topic)
             if quarantined:
-                self.bound_writer.write_quarantine(bad, batch_id, topic)
+                writer.write_quarantine(bad, batch_id, topic)
         finally:
             parsed.unpersist()
         return written, quarantined
@@ -376,8 +392,11 @@ class ConsumerSparkABC:
                                 f"(checkpoint {checkpoint}): {first_line(exc)}") from exc
 
     def _batch_body(self, topic: str, ledger: BatchLedger) -> Callable[["DataFrame", int], None]:
+        checkpoint = self.checkpoint_path(topic)
+
         def process(df: "DataFrame", batch_id: int) -> None:
-            written, quarantined = self.write_parsed(df, batch_id, topic)
+            with planning(planned_records(checkpoint, batch_id)):
+                written, quarantined = self.write_parsed(df, batch_id, topic)
             ledger.record(topic, batch_id, written, quarantined)
         return process
 

@@ -214,6 +214,29 @@ def count_parsed(parsed: "DataFrame") -> tuple[int, int]:
     return int(row["valid"] or 0), int(row["invalid"] or 0)
 
 
+def observe_counts(parsed: "DataFrame") -> tuple[Any, "DataFrame"]:
+    """(observation, frame): ``parsed`` with its valid and quarantined rows counted as it is computed.
+
+    The counts are ready (:func:`observed_counts`) once an action has computed
+    *every* row of the frame (a full write does; ``show()`` or ``limit()`` do
+    not). The observation also keeps Spark from pushing the valid-row filter
+    below the parse, where it would parse each value once per field.
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    observation = Observation()
+    observed = parsed.observe(observation, F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"),
+                              F.count(F.col(_REASON)).alias("invalid"))
+    return observation, observed
+
+
+def observed_counts(observation: Any) -> tuple[int, int]:
+    """(valid, quarantined) from an :func:`observe_counts` observation, after the action."""
+    row = observation.get
+    return int(row.get("valid") or 0), int(row.get("invalid") or 0)
+
+
 # --------------------------------------------------------------------------- reasons
 def _reason(raw: "Column", record: "Column", schema: "StructType") -> "Column":
     from pyspark.sql import functions as F

@@ -63,6 +63,42 @@ def committed_offsets(checkpoint: Path) -> dict[str, dict[int, int]]:
     return result
 
 
+def planned_records(checkpoint: Path, batch_id: int) -> int | None:
+    """Kafka records in micro-batch ``batch_id`` of a checkpoint's query, or None when it cannot tell.
+
+    Spark writes a batch's end offsets to ``offsets/<batch_id>`` before running
+    it; its start offsets are the previous batch's end offsets (for batch 0 the
+    query's initial offsets, ``sources/0/0``). Offsets count transaction markers
+    and compacted-away records too, so this can be a little above the rows read.
+    """
+    end = _offset_file(checkpoint / "offsets" / str(batch_id), skip=2)
+    start = (_offset_file(checkpoint / "offsets" / str(batch_id - 1), skip=2) if batch_id > 0
+             else _offset_file(checkpoint / "sources" / "0" / "0", skip=0))
+    if not end or start is None:
+        return None
+    total = 0
+    for topic, parts in end.items():
+        for partition, offset in parts.items():
+            begin = start.get(topic, {}).get(partition)
+            if begin is None or begin < 0:
+                return None
+            total += max(0, offset - begin)
+    return total
+
+
+def _offset_file(path: Path, skip: int) -> dict[str, dict[int, int]] | None:
+    """The ``{topic: {partition: offset}}`` line of a Spark offset file (after ``skip`` lines); None if unreadable."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[skip:]
+        for line in lines:
+            line = line.strip()
+            if line.startswith("{"):
+                return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in json.loads(line).items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None
+
+
 def checkpoint_is_fresh(checkpoint: Path) -> bool:
     """True when no batch was ever planned in ``checkpoint`` (a new query)."""
     offsets = checkpoint / "offsets"

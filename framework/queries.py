@@ -104,7 +104,19 @@ class QueryGroup:
                 log.info("Consumer {} reached its timeout of {} s", self.owner, timeout)
                 self.stop_event.set()
                 return True
-            self.stop_event.wait(POLL_SECONDS)
+            self._await_any(POLL_SECONDS)
+
+    def _await_any(self, seconds: float) -> None:
+        """Sleep ``seconds`` at most: less when a query ends or the stop flag is set (checked every 0.1 s)."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and (left := deadline - time.monotonic()) > 0:
+            active = [q for q in self.queries.values() if q.isActive]
+            if not active:
+                return
+            try:
+                active[0].awaitTermination(min(left, 0.1))
+            except Exception:  # noqa: BLE001 - a failed query is reported by wait() via query.exception()
+                self.stop_event.wait(min(left, 0.1))
 
     def stop(self) -> None:
         """Let each running batch finish (``grace`` seconds in all), then stop every query."""

@@ -24,8 +24,8 @@ checkpoint's offset log *before* running it and marks it committed *after*
 ``foreachBatch`` returns; after a crash it replays the uncommitted batch with
 the same ``batch_id`` and the same offsets. The publisher writes a batch into a
 hidden staging directory (``_staging/``, ignored by readers since its name
-starts with ``_``) as one Parquet file, then renames it to the deterministic
-name ``batch-<batch_id, 12 digits>.parquet``. A rename on one filesystem is
+starts with ``_``), merges Spark's part files into one Parquet file, then
+renames it to the deterministic name ``batch-<batch_id, 12 digits>.parquet``. A rename on one filesystem is
 atomic and replaces a file left by a crashed attempt of the same batch, so
 readers see either no file or the complete batch, and a replay overwrites
 instead of duplicating. ``output_dir`` must therefore be a local (or mounted,
@@ -43,9 +43,10 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterator, Mapping, Sequence
 
 from framework.errors import ConsumerError
 from framework.log import get_logger
@@ -56,11 +57,33 @@ if TYPE_CHECKING:
     from framework.settings import Settings
 
 log = get_logger("writer")
+_BATCH = threading.local()  # what the consumer knows about the batch the current thread writes
 
 STAGING = "_staging"
 MARKER = "_pipeline_table.json"
 QUARANTINE_SUFFIX = "_quarantine"
 _BATCH_FILE = re.compile(r"^batch-(\d{12})\.parquet$")
+
+
+def planned_rows() -> int | None:
+    """Kafka records in the micro-batch the calling thread is writing, when the consumer knows it.
+
+    Set by the consumer around :meth:`ForeachBatchWriter.write_batch` from the
+    checkpoint's offset log (see :func:`framework.progress.planned_records`);
+    None outside a batch or when unknown.
+    """
+    return getattr(_BATCH, "rows", None)
+
+
+@contextlib.contextmanager
+def planning(rows: int | None) -> Iterator[None]:
+    """Within the block, :func:`planned_rows` returns ``rows`` in this thread."""
+    previous = getattr(_BATCH, "rows", None)
+    _BATCH.rows = rows
+    try:
+        yield
+    finally:
+        _BATCH.rows = previous
 
 
 class BatchPublisher:
@@ -75,9 +98,10 @@ class BatchPublisher:
     output of an earlier attempt of the same batch). Blocks while Spark writes.
     """
 
-    def __init__(self, directory: Path, compression: str = "snappy") -> None:
+    def __init__(self, directory: Path, compression: str = "snappy", collect_below: int = 0) -> None:
         self.directory = Path(directory)
         self.compression = compression
+        self.collect_below = collect_below
 
     def path_for(self, batch_id: int) -> Path:
         """The published file of ``batch_id``."""
@@ -93,22 +117,33 @@ class BatchPublisher:
         """Remove what crashed attempts left in ``_staging/`` (call only while nobody publishes here)."""
         shutil.rmtree(self.directory / STAGING, ignore_errors=True)
 
-    def publish(self, df: "DataFrame", batch_id: int) -> Path | None:
-        """Write ``df`` as the file of ``batch_id``, replacing an earlier attempt; the path, or None if empty."""
+    def publish(self, df: "DataFrame", batch_id: int, planned_rows: int | None = None) -> Path | None:
+        """Write ``df`` as the file of ``batch_id``, replacing an earlier attempt; the path, or None if empty.
+
+        A batch known to be small (``planned_rows`` below ``collect_below``) is
+        collected to the driver as Arrow and written with pyarrow: one Spark job,
+        no output committer, which is what keeps the micro-batches of a
+        continuous consumer short. Otherwise Spark writes the frame's partitions
+        in parallel (one part file per task, nothing funnelled through one task)
+        and several non-empty parts are merged into the one published file, row
+        group by row group, with pyarrow (bounded memory). Either way the file
+        has the Parquet types and Spark schema metadata Spark's own writer gives.
+        """
         staging = self.directory / STAGING / f"batch-{batch_id:012d}-{uuid.uuid4().hex}"
         target = self.path_for(batch_id)
         try:
-            (df.coalesce(1).write.mode("overwrite")
-               .option("compression", self.compression).parquet(str(staging)))
-            parts = sorted(staging.glob("part-*.parquet"))
-            if len(parts) > 1:
-                raise ConsumerError(f"Spark wrote {len(parts)} files for batch {batch_id} in {staging}, "
-                                    "expected one; the batch was not published.")
-            if not parts or _row_count(parts[0]) == 0:
+            if planned_rows is not None and planned_rows < self.collect_below:
+                single = _write_collected(df, staging / "collected.parquet", self.compression)
+            else:
+                df.write.mode("overwrite").option("compression", self.compression).parquet(str(staging))
+                parts = [p for p in sorted(staging.glob("part-*.parquet")) if _row_count(p)]
+                single = (None if not parts else parts[0] if len(parts) == 1
+                          else _merge(parts, staging / "merged.parquet", self.compression))
+            if single is None:
                 target.unlink(missing_ok=True)  # an empty batch: a replay must not keep an older attempt
                 return None
-            _fsync(parts[0])
-            os.replace(parts[0], target)
+            _fsync(single)
+            os.replace(single, target)
             _fsync(self.directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -131,9 +166,15 @@ class ForeachBatchWriter(abc.ABC):
 
     Contract: called from Spark's ``foreachBatch`` thread of the topic's query
     (several topics run concurrently, so keep shared state thread-safe); each
-    frame is non-empty and cached; an exception fails the query (the batch is
+    frame is non-empty and cached (but see :attr:`writes_every_row`); an exception fails the query (the batch is
     replayed with the same ``batch_id`` on the next run). To be exactly-once,
     make the output of a ``batch_id`` replace, not add to, an earlier attempt.
+
+    A writer whose :meth:`write_batch` computes every row of its frame in one
+    action (a full write, as ``ParquetWriter`` does) sets :attr:`writes_every_row`:
+    the consumer then counts the rows while they are written instead of in a
+    separate pass over a cached frame, and the valid frame is not cached and may
+    be empty (every record of the batch quarantined).
 
     Minimal working subclass::
 
@@ -144,6 +185,9 @@ class ForeachBatchWriter(abc.ABC):
 
     #: runtime SQL settings the consumer applies to its Spark session before starting
     spark_conf: ClassVar[Mapping[str, str]] = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+
+    #: True when write_batch computes every row of its frame in one action (enables the one-pass batch)
+    writes_every_row: ClassVar[bool] = False
 
     _settings: "Settings | None" = None
     consumer_name: str = ""
@@ -211,7 +255,10 @@ class ParquetWriter(ForeachBatchWriter):
     """Parquet tables ``<output_dir>/<table>/batch-<batch_id>.parquet``, exactly once for every reader.
 
     ``tables`` maps a topic to another table name (default: the topic);
-    ``compression`` is any Parquet codec Spark knows (snappy, zstd, gzip, none).
+    ``compression`` is any Parquet codec Spark knows (snappy, zstd, gzip, none);
+    a micro-batch of fewer than ``collect_below`` Kafka records is collected to
+    the driver (as Arrow) and written there, a larger one is written by Spark in
+    parallel (see :meth:`BatchPublisher.publish`).
     See the module docstring for the guarantee. Read a table with
     ``pyarrow.parquet.read_table("output/metrics")`` or
     ``spark.read.parquet("output/metrics")``.
@@ -223,9 +270,17 @@ class ParquetWriter(ForeachBatchWriter):
             writer = ParquetWriter(compression="zstd")
     """
 
-    def __init__(self, tables: Mapping[str, str] | None = None, compression: str = "snappy") -> None:
+    writes_every_row = True
+
+    def __init__(self, tables: Mapping[str, str] | None = None, compression: str = "snappy",
+                 collect_below: int = 100_000) -> None:
         self.tables = dict(tables or {})
         self.compression = compression
+        self.collect_below = collect_below
+
+    def publisher(self, path: Path) -> BatchPublisher:
+        """The :class:`BatchPublisher` of a table or quarantine directory, with this writer's options."""
+        return BatchPublisher(path, self.compression, self.collect_below)
 
     def describe(self) -> str:
         where = f"{self._settings.output_dir}/<table>" if self._settings else "<output_dir>/<table>"
@@ -247,10 +302,10 @@ class ParquetWriter(ForeachBatchWriter):
         super().prepare_routes(topic, tables, fresh_checkpoint)
 
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:
-        BatchPublisher(self.output_path(topic), self.compression).publish(df, batch_id)
+        self.publisher(self.output_path(topic)).publish(df, batch_id, planned_rows())
 
     def write_quarantine(self, df: "DataFrame", batch_id: int, topic: str) -> None:
-        BatchPublisher(self.quarantine_path(topic), self.compression).publish(df, batch_id)
+        self.publisher(self.quarantine_path(topic)).publish(df, batch_id, planned_rows())
 
 
 class ConsoleWriter(ForeachBatchWriter):
@@ -301,6 +356,55 @@ def _prepare_directory(path: Path, consumer: str, topic: str, fresh_checkpoint: 
             f"{consumer!r} for topic {topic!r} is new, so batch numbers would restart at 0 and mix old and new "
             f"rows; delete {path} to rebuild it from Kafka, or restore the checkpoint.")
     marker.write_text(json.dumps({"consumer": consumer, "topic": topic}) + "\n")
+
+
+def _codec(compression: str) -> str:
+    """Spark's name of a Parquet codec as pyarrow spells it."""
+    return {"uncompressed": "none", "lz4_raw": "lz4"}.get(compression.lower(), compression.lower())
+
+
+def _write_collected(df: "DataFrame", target: Path, compression: str) -> Path | None:
+    """Collect ``df`` as Arrow and write it to ``target`` as Spark would; None when it has no rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = df.toArrow()
+    if table.num_rows == 0:
+        return None
+    # timestamps: UTC instants like Spark's files (Arrow carries the session time zone instead)
+    fields = [f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz
+              else f for f in table.schema]
+    spark = df.sparkSession
+    metadata = {b"org.apache.spark.version": spark.version.encode(),
+                b"org.apache.spark.sql.parquet.row.metadata": df.schema.json().encode()}
+    table = table.cast(pa.schema(fields)).replace_schema_metadata(metadata)
+    unit = (spark.conf.get("spark.sql.parquet.outputTimestampType", "INT96") or "INT96").upper()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target, compression=_codec(compression),
+                   use_deprecated_int96_timestamps=unit == "INT96",
+                   coerce_timestamps="ms" if unit == "TIMESTAMP_MILLIS" else None)
+    return target
+
+
+def _merge(parts: Sequence[Path], target: Path, compression: str) -> Path:
+    """Concatenate Parquet files of one schema into ``target``, one row group at a time."""
+    import pyarrow.parquet as pq
+
+    codec = _codec(compression)
+    writer = None
+    try:
+        for part in parts:
+            source = pq.ParquetFile(part)
+            if writer is None:
+                int96 = any(source.schema.column(i).physical_type == "INT96" for i in range(len(source.schema)))
+                writer = pq.ParquetWriter(target, source.schema_arrow, compression=codec,
+                                          use_deprecated_int96_timestamps=int96)  # timestamps as Spark wrote them
+            for group in range(source.num_row_groups):
+                writer.write_table(source.read_row_group(group))
+    finally:
+        if writer is not None:
+            writer.close()
+    return target
 
 
 def _row_count(path: Path) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from framework.writers import BatchPublisher, ParquetWriter
+from framework.writers import ParquetWriter, planned_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -28,7 +28,7 @@ PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", 
 @dataclass(frozen=True)
 class PublishedBatch:
     batch_id: int
-    write_started: float    # time.time() when write_batch was called (after the consumer's count job)
+    write_started: float    # time.time() when write_batch was called
     published_at: float     # time.time() right after the file was renamed into the table
     path: Path
 
@@ -45,7 +45,7 @@ class TimedParquetWriter(ParquetWriter):
 
     def write_batch(self, df: Any, batch_id: int, topic: str) -> None:
         started = time.time()
-        path = BatchPublisher(self.output_path(topic), self.compression).publish(df, batch_id)  # as ParquetWriter
+        path = self.publisher(self.output_path(topic)).publish(df, batch_id, planned_rows())  # as ParquetWriter
         if path is not None:
             self.published.append(PublishedBatch(batch_id, started, time.time(), path))
 

@@ -274,6 +274,46 @@ def test_publisher_of_an_empty_frame_publishes_nothing(spark, tmp_path):
     assert publisher.published_batches() == []
 
 
+def test_publisher_merges_the_parts_of_a_parallel_write_into_one_file(spark, tmp_path):
+    rows = [(i, dt.datetime(2026, 1, 5, 8, 0, i % 60), i / 4) for i in range(1000)]
+    df = spark.createDataFrame(rows, METRICS).repartition(4)
+    path = BatchPublisher(tmp_path / "t", compression="zstd").publish(df, 12)
+    assert path == tmp_path / "t" / "batch-000000000012.parquet"
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [path.name]  # staging removed
+    meta = pq.ParquetFile(path)
+    assert meta.metadata.num_rows == 1000 and meta.metadata.num_row_groups == 4
+    assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert not meta.schema_arrow.field("id").nullable  # NOT NULL survives the merge
+    assert b"org.apache.spark.sql.parquet.row.metadata" in meta.schema_arrow.metadata
+    plain = tmp_path / "plain"
+    df.write.parquet(str(plain))  # what Spark reads back from its own files
+    back = spark.read.parquet(str(path))
+    assert back.schema == spark.read.parquet(str(plain)).schema
+    assert sorted(tuple(r) for r in back.collect()) == rows
+    for field in ("id", "time", "val"):
+        assert pq.read_table(path).schema.field(field).type == pq.read_table(plain).schema.field(field).type
+
+
+def test_one_pass_batch_counts_while_writing_and_handles_an_all_bad_batch(spark, unit_settings):
+    seen = []
+
+    class Watching(ParquetWriter):
+        def write_batch(self, df, batch_id, topic):
+            seen.append(df.is_cached)
+            super().write_batch(df, batch_id, topic)
+
+    consumer = declare(name="unit-one-pass", writer=Watching())(unit_settings, spark=spark)
+    consumer.bound_writer.prepare("metrics", fresh_checkpoint=True)
+    good = [json.dumps({"id": i, "time": "2026-01-05T08:00:00.000Z", "val": i}) for i in range(30)]
+    assert run_batch(consumer, good + ["bad", "[2]"], batch_id=0, partitions=3) == (30, 2)
+    assert run_batch(consumer, ["still bad"], batch_id=1) == (0, 1)
+    assert seen == [False, False]  # one pass: the frame is not cached, and an empty one is handed over
+    table = unit_settings.output_dir / "metrics"
+    assert [p.name for p in table.glob("*.parquet")] == ["batch-000000000000.parquet"]
+    reasons = pq.read_table(unit_settings.output_dir / "metrics_quarantine").column("reason").to_pylist()
+    assert sorted(reasons) == ["not a JSON object (got an array)", "not valid JSON", "not valid JSON"]
+
+
 def test_console_writer_prints_batches_and_quarantine(spark, unit_settings, capsys):
     consumer = declare(name="unit-console", writer=ConsoleWriter())(unit_settings, spark=spark)
     assert run_batch(consumer, [GOOD, "[1]"], batch_id=4) == (1, 1)
@@ -396,6 +436,12 @@ class FakeQuery:
     def exception(self):
         return self.failure
 
+    def awaitTermination(self, timeout):
+        ends = time.monotonic() + timeout
+        while self.isActive and time.monotonic() < ends:
+            time.sleep(0.005)
+        return not self.isActive
+
     def stop(self) -> None:
         self.stopped_at = time.monotonic()
         self.isActive = False
@@ -457,3 +503,48 @@ def test_wait_reports_a_failed_query_and_honours_the_timeout():
     finished.isActive = False
     done.add("metrics", finished)
     assert done.wait(None, time.monotonic()) is False
+
+
+def test_wait_returns_as_soon_as_the_last_query_ends():
+    group = QueryGroup("unit", threading.Event())
+    query = FakeQuery()
+    group.add("metrics", query)
+    threading.Timer(0.3, query.stop).start()
+    started = time.monotonic()
+    assert group.wait(None, started) is False
+    assert time.monotonic() - query.stopped_at < 0.1  # not a whole polling interval later
+
+
+def test_a_small_planned_batch_is_collected_and_written_like_sparks_own_file(spark, unit_settings):
+    from framework.writers import planning
+
+    consumer = declare(name="unit-collect", writer=ParquetWriter(collect_below=1000))(unit_settings, spark=spark)
+    consumer.bound_writer.prepare("metrics", fresh_checkpoint=True)
+    good = [json.dumps({"id": i, "time": "2026-01-05T08:00:00.000Z", "val": i}) for i in range(20)]
+    with planning(21):  # below collect_below: collected as Arrow, no Spark write job
+        assert run_batch(consumer, good + ["bad"], batch_id=0, partitions=3) == (20, 1)
+    assert run_batch(consumer, good, batch_id=1, partitions=3) == (20, 0)  # unknown size: Spark writes
+    table = unit_settings.output_dir / "metrics"
+    collected, written = (pq.ParquetFile(table / f"batch-00000000000{i}.parquet") for i in (0, 1))
+    assert collected.schema_arrow.remove_metadata() == written.schema_arrow.remove_metadata()
+    key = b"org.apache.spark.sql.parquet.row.metadata"  # the Spark schema, read back by Spark
+    assert json.loads(collected.schema_arrow.metadata[key]) == json.loads(written.schema_arrow.metadata[key])
+    assert spark.read.parquet(str(table)).count() == 40
+    assert pq.read_table(table).column("time").to_pylist()[0] == dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    assert pq.read_table(unit_settings.output_dir / "metrics_quarantine").num_rows == 1
+
+
+def test_planned_records_reads_the_batch_range_from_the_offset_log(tmp_path):
+    from framework.progress import planned_records
+
+    (tmp_path / "sources" / "0").mkdir(parents=True)
+    (tmp_path / "offsets").mkdir()
+    (tmp_path / "sources" / "0" / "0").write_text('\x00v1\n{"m":{"0":5,"1":0}}')
+    meta = '{"batchWatermarkMs":0,"batchTimestampMs":1}'
+    (tmp_path / "offsets" / "0").write_text(f'v1\n{meta}\n{{"m":{{"0":55,"1":47}}}}')
+    (tmp_path / "offsets" / "1").write_text(f'v1\n{meta}\n{{"m":{{"0":60,"1":47}}}}')
+    (tmp_path / "offsets" / "2").write_text(f'v1\n{meta}\n{{"m":{{"0":60,"1":47,"2":3}}}}')  # a new partition
+    assert planned_records(tmp_path, 0) == 97
+    assert planned_records(tmp_path, 1) == 5
+    assert planned_records(tmp_path, 2) is None
+    assert planned_records(tmp_path, 7) is None
