@@ -11,6 +11,8 @@ setup(
     packages=find_packages(include=["framework", "framework.*", "apps", "apps.*"]),
     install_requires=[
         "kafka-python>=3.0.12,<4",
+        # librdkafka: the opt-in producer client (PIPELINE_PRODUCER_CLIENT=confluent); tested with 2.16.
+        "confluent-kafka>=2.6,<3",
         # 4.0.0: the newest 4.x whose spark-sql-kafka-0-10 connector resolves completely
         # (spark-token-provider-kafka-0-10 is not published for later 4.x on the Maven mirror we use).
         "pyspark==4.0.0",

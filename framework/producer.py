@@ -92,7 +92,10 @@ class ProducerABC:
     raise :class:`~framework.errors.StreamError` / :class:`~framework.errors.ProducerError`.
     A send is never dropped silently: the run ends with a flush and a check of every future.
 
-    **Clients.** Nothing connects in ``__init__``. Pass ``producer=`` (a KafkaProducer-like
+    **Clients.** ``PIPELINE_PRODUCER_CLIENT`` chooses kafka-python (default) or librdkafka
+    (``confluent``, :mod:`framework.confluent_producer`), with the same guarantees;
+    ``producer_config=`` overrides that client's settings (kafka-python argument names, or
+    librdkafka property names). Nothing connects in ``__init__``. Pass ``producer=`` (a KafkaProducer-like
     object, reused and not closed), ``producer_factory=``, ``session=`` (requests-like),
     ``admin=`` (:class:`~framework.admin.KafkaAdmin`-like) and ``consumer_factory=`` to test
     without a broker (:mod:`framework.testing.producer` has fakes). :meth:`stop` may be called
@@ -131,7 +134,8 @@ class ProducerABC:
         self.flush_timeout = flush_timeout
         self._clients = ProducerClients(self.settings, self.name, producer=producer,
                                         producer_factory=producer_factory, session=session, admin=admin,
-                                        consumer_factory=consumer_factory, producer_config=producer_config)
+                                        consumer_factory=consumer_factory, producer_config=producer_config,
+                                        client=self.settings.producer_client)
         self._stop = threading.Event()
         self._stream: NdjsonStream | None = None
         self.summary: ProduceSummary | None = None

@@ -10,13 +10,25 @@ Minimal use::
     counts = clients.ensure_topics("metrics", 3, {"metrics.dlq": 1})
     producer = clients.producer()                             # KafkaProducer, acks=all, idempotent
     clients.close()
+
+``client`` chooses the Kafka producer: ``"kafka-python"`` (the default, a
+``KafkaProducer``) or ``"confluent"`` (librdkafka through
+:class:`~framework.confluent_producer.ConfluentProducer`). ProducerABC passes
+``PIPELINE_PRODUCER_CLIENT``; other users (:class:`~framework.event_log.KafkaEventLog`)
+keep kafka-python. ``producer_config`` overrides the client's own settings:
+kafka-python argument names (``linger_ms``) or librdkafka property names
+(``linger.ms``). Both clients are built the same way: a broker that does not
+answer raises :class:`KafkaFailure` (the producer retries with backoff), a bad
+configuration raises :class:`~framework.errors.ProducerError`.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 from framework.errors import FrameworkError, ProducerError, TopicError
-from framework.settings import Settings
+from framework.settings import PRODUCER_CLIENTS, Settings
+
+CONNECT_TIMEOUT = 30.0  # seconds the confluent client waits for a broker when built (kafka-python's bootstrap wait)
 
 
 class KafkaFailure(Exception):
@@ -29,9 +41,12 @@ class ProducerClients:
     def __init__(self, settings: Settings, name: str, *, producer: Any = None,
                  producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
                  consumer_factory: Callable[[], Any] | None = None,
-                 producer_config: Mapping[str, Any] | None = None) -> None:
+                 producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python") -> None:
+        if client not in PRODUCER_CLIENTS:
+            raise ProducerError(f"Unknown producer client {client!r}; available: {', '.join(PRODUCER_CLIENTS)}.")
         self.settings = settings
         self.name = name
+        self.client = client
         self.producer_config = dict(producer_config or {})
         self._injected_producer = producer
         self._producer_factory = producer_factory
@@ -54,6 +69,8 @@ class ProducerClients:
         return self.current
 
     def _build_producer(self) -> Any:
+        if self.client == "confluent":
+            return self._build_confluent_producer()
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
@@ -70,13 +87,43 @@ class ProducerClients:
         except (AssertionError, ValueError, TypeError) as exc:
             raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
 
+    def _build_confluent_producer(self) -> Any:
+        try:
+            from confluent_kafka import KafkaException
+
+            from framework.confluent_producer import ConfluentProducer
+        except ImportError as exc:
+            raise ProducerError(f"PIPELINE_PRODUCER_CLIENT=confluent needs the confluent-kafka package ({exc}); "
+                                "install it with `pip install 'confluent-kafka>=2.6,<3'`.") from None
+        try:
+            producer = ConfluentProducer(self.settings, self.producer_config,
+                                         client_id=f"pipeline-producer-{self.name}")
+        except (KafkaException, ValueError, TypeError) as exc:
+            reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else exc
+            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {reason} (with "
+                                "PIPELINE_PRODUCER_CLIENT=confluent, producer_config takes librdkafka property "
+                                "names such as linger.ms).") from None
+        try:
+            producer.wait_for_brokers(CONNECT_TIMEOUT)
+        except KafkaException as exc:
+            _quietly(lambda: producer.close(timeout=0))
+            reason = exc.args[0].str() if exc.args else exc
+            raise KafkaFailure(f"connecting the producer (librdkafka) failed: {reason}") from None
+        return producer
+
     def halt(self) -> None:
-        """Stop the producer's I/O thread at once, abandoning unsent batches (from a delivery errback).
+        """Stop the producer at once, abandoning what it has not sent (from a delivery errback).
 
         kafka-python bumps the producer epoch after a failed batch and would then
         send the later batches of the same partition, leaving a gap; force-closing
-        the sender in the errback (which runs in that thread) prevents it.
+        the sender in the errback (which runs in that thread) prevents it. The
+        confluent client (which has ``halt``) purges its queued and in-flight
+        records, fails their futures and refuses later sends.
         """
+        halt = getattr(self.current, "halt", None)
+        if callable(halt):
+            halt()
+            return
         sender = getattr(self.current, "_sender", None)
         if sender is not None and hasattr(sender, "force_close"):
             sender.force_close()
@@ -84,7 +131,8 @@ class ProducerClients:
     def discard_producer(self, timeout: float = 10.0) -> None:
         """Stop and forget a failed producer; the next :meth:`producer` call builds a new one.
 
-        Its I/O thread is halted and awaited first, so the old client cannot write
+        Its I/O thread is halted and awaited first (the confluent client: purged, then
+        closed, which joins librdkafka's threads), so the old client cannot write
         anything once the next session has read Kafka's state.
         """
         producer = self.current

@@ -31,6 +31,7 @@ _MEMORY = re.compile(r"^\d+[kKmMgGtT]?$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s]+|yarn|k8s://[^\s]+)$")
 _COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
+PRODUCER_CLIENTS = ("kafka-python", "confluent")
 _OFFSETS = ("earliest", "latest")
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -116,6 +117,9 @@ class Settings:
     producer_batch_size: int = _setting(65536, "Kafka producer batch.size in bytes", _positive)
     producer_linger_ms: int = _setting(20, "Kafka producer linger.ms", _non_negative)
     producer_compression: str = _setting("none", "Kafka producer compression", _choice(*_COMPRESSION))
+    producer_client: str = _setting(
+        "kafka-python", "Kafka client of ProducerABC: kafka-python, or confluent (librdkafka, same exactly-once "
+        "contract, 2 to 3 times faster sends)", _choice(*PRODUCER_CLIENTS))
     producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
     producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _positive)
     # Streaming API

@@ -7,21 +7,23 @@
   framework does (acks=all, idempotent, ``PIPELINE_PRODUCER_*``), plus overrides;
 - :class:`NullProducer` acknowledges at once without any I/O: what is left is
   the framework's own cost per record;
-- :class:`ConfluentProducer` adapts ``confluent_kafka.Producer`` (librdkafka)
-  to the KafkaProducer interface ProducerABC uses (``send`` returning a future
-  with ``add_errback``/``is_done``/``exception``, ``flush``, ``close``); it is
-  only used when the package is importable (it is not a dependency).
+- :class:`~framework.confluent_producer.ConfluentProducer` (re-exported here)
+  is the framework's librdkafka client (``PIPELINE_PRODUCER_CLIENT=confluent``);
+  ``framework_producer(..., client="confluent")`` builds it as ProducerABC does.
 """
 from __future__ import annotations
 
 import time
 from typing import Any, Mapping
 
-from kafka.errors import KafkaError
 from kafka.future import Future
 
 from framework.bench.stats import LatencySummary, Throughput
+from framework.confluent_producer import ConfluentDeliveryError, ConfluentProducer, confluent_available
 from framework.settings import Settings
+
+__all__ = ["ConfluentDeliveryError", "ConfluentProducer", "NullProducer", "TimedProducer", "confluent_available",
+           "framework_producer"]
 
 
 class TimedProducer:
@@ -32,8 +34,10 @@ class TimedProducer:
     send. The window runs from the first ``send`` to the return of the last
     ``flush`` (ProducerABC flushes at the end, which waits for every
     acknowledgement). Other attributes are forwarded (ProducerABC's halt reaches
-    the client's ``_sender``). The latency callback runs where the client runs
-    callbacks (kafka-python: its I/O thread).
+    the client's ``_sender``, or the confluent client's ``halt``). The latency
+    callback runs where the client runs callbacks (kafka-python: its I/O thread;
+    librdkafka: inside poll/flush on the sending thread, so its latencies include
+    the wait for the next poll, at most ``poll_interval``).
     """
 
     def __init__(self, inner: Any, sample: int = 8) -> None:
@@ -85,15 +89,18 @@ class TimedProducer:
         return LatencySummary.from_seconds(self.latencies)
 
 
-def framework_producer(settings: Settings, name: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """The kafka-python producer ProducerABC would build for ``name``, with ``overrides`` applied.
+def framework_producer(settings: Settings, name: str, overrides: Mapping[str, Any] | None = None,
+                       client: str = "kafka-python") -> Any:
+    """The producer ProducerABC would build for ``name`` with ``PIPELINE_PRODUCER_CLIENT=client``, plus ``overrides``.
 
     Uses the framework's own builder, so the benchmark measures the shipped
     configuration (acks=all, idempotence, batch size, linger, compression).
+    ``client`` is explicit (not the setting) so that each figure names its
+    client; ``overrides`` are in that client's names (``linger_ms`` / ``linger.ms``).
     """
     from framework.producer_clients import ProducerClients
 
-    return ProducerClients(settings, name, producer_config=overrides)._build_producer()
+    return ProducerClients(settings, name, producer_config=overrides, client=client)._build_producer()
 
 
 class NullProducer:
@@ -112,82 +119,3 @@ class NullProducer:
 
     def close(self, timeout: float | None = None) -> None:
         pass
-
-
-def confluent_available() -> bool:
-    """True when ``confluent_kafka`` (librdkafka) can be imported."""
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class ConfluentDeliveryError(KafkaError):
-    """A delivery librdkafka reported as failed."""
-
-
-class ConfluentProducer:
-    """``confluent_kafka.Producer`` behind the kafka-python producer interface ProducerABC uses.
-
-    Idempotent with acks=all, like the framework's client: librdkafka then keeps
-    each partition in send order without duplicates and turns a gap into a
-    fatal error, so ProducerABC's exactly-once argument holds. Delivery reports
-    arrive from :meth:`send` (every ``poll_every`` sends), :meth:`flush` and
-    :meth:`close`.
-    """
-
-    def __init__(self, settings: Settings, config: Mapping[str, Any] | None = None, poll_every: int = 1000) -> None:
-        from confluent_kafka import Producer
-
-        s = settings
-        conf: dict[str, Any] = {
-            "bootstrap.servers": s.bootstrap_servers, "acks": "all", "enable.idempotence": True,
-            "batch.size": s.producer_batch_size, "linger.ms": s.producer_linger_ms,
-            "compression.type": s.producer_compression, "queue.buffering.max.messages": 1_000_000,
-        }
-        conf.update(config or {})
-        self._producer = Producer(conf)
-        self._poll_every = poll_every
-        self._since_poll = 0
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list | None = None, partition: int | None = None, timestamp_ms: int | None = None) -> Future:
-        future = Future()
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is None:
-                future.success(None)
-            else:
-                future.failure(ConfluentDeliveryError(str(err)))
-
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": delivered}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if timestamp_ms is not None:
-            kwargs["timestamp"] = timestamp_ms
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:  # the local queue is full: serve delivery reports, then retry
-                self._producer.poll(0.05)
-        self._since_poll += 1
-        if self._since_poll >= self._poll_every:
-            self._since_poll = 0
-            self._producer.poll(0)
-        return future
-
-    def flush(self, timeout: float | None = None) -> None:
-        remaining = self._producer.flush(-1 if timeout is None else timeout)
-        if remaining:
-            raise ConfluentDeliveryError(f"{remaining} records were not delivered within {timeout} s")
-
-    def close(self, timeout: float | None = None) -> None:
-        """Flush, then release librdkafka's threads and connections."""
-        try:
-            self.flush(timeout)
-        finally:
-            close = getattr(self._producer, "close", None)  # confluent-kafka >= 2.11
-            if close is not None:
-                close()

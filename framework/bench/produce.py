@@ -7,9 +7,11 @@ Every repeat runs, in this order (interleaved, so machine noise hits all alike):
    compression and partition count), into a fresh topic;
 2. **producer alone**: a :class:`~framework.producer.ProducerABC` subclass fed from
    memory (:class:`~framework.bench.synthetic.MemoryNdjsonSession`: the API's wire
-   lines, already built), sending to Kafka with the framework's client;
+   lines, already built), sending to Kafka with the framework's client, once per
+   client: kafka-python (the default), then librdkafka
+   (``PIPELINE_PRODUCER_CLIENT=confluent``);
 3. **full path**: the same producer streaming from the real API (``apps.api``, its
-   own process) at ``delay=0``;
+   own process) at ``delay=0``, once per client;
 4. **API**: a plain client reading the same stream at ``delay=0`` (section ``api``).
 
 Our records/s and MB/s count the send window (first ``send`` to the return of
@@ -22,10 +24,11 @@ only on both sides.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from framework.bench.apiserver import ApiProcess, read_stream
+from framework.bench.clients import confluent_available
 from framework.bench.environment import BenchEnvironment
 from framework.bench.perftool import PerfResult, producer_props, run_producer_performance
 from framework.bench.producers import ProduceRun, forget, producer_class, run_timed
@@ -40,6 +43,10 @@ STREAM = "bench"
 REFERENCE = "kafka-producer-perf-test"
 PRODUCE_TARGET = 0.5
 API_TARGET = 2.0
+DEFAULT_CLIENT = "kafka-python"
+CONFLUENT = "confluent"
+# The label of each client's rows: the default client keeps the plain labels.
+CLIENT_LABELS = {DEFAULT_CLIENT: "", CONFLUENT: ", confluent client (PIPELINE_PRODUCER_CLIENT=confluent)"}
 
 
 @dataclass(frozen=True)
@@ -49,14 +56,15 @@ class ProduceOptions:
     partitions: int
     record_size: int | None = None
     sample: int = 8
+    clients: tuple[str, ...] = (DEFAULT_CLIENT, CONFLUENT)  # the first one is the API's reference
 
 
 @dataclass
 class _Runs:
-    reference: list[PerfResult]
-    memory: list[ProduceRun]
-    full: list[ProduceRun]
-    api: list[Throughput]
+    reference: list[PerfResult] = field(default_factory=list)
+    memory: dict[str, list[ProduceRun]] = field(default_factory=dict)  # per client
+    full: dict[str, list[ProduceRun]] = field(default_factory=dict)
+    api: list[Throughput] = field(default_factory=list)
 
 
 def run_produce_and_api(env: BenchEnvironment, opts: ProduceOptions, report: BenchReport, *,
@@ -68,7 +76,8 @@ def run_produce_and_api(env: BenchEnvironment, opts: ProduceOptions, report: Ben
     size = max(1, round(avg_size))
     log.info("produce: {:,} synthetic records of {:.1f} bytes on average in {}", opts.records, avg_size, data_dir)
     lines = records.wire_lines(opts.records) if produce else []
-    runs = _Runs([], [], [], [])
+    clients = _clients(opts)
+    runs = _Runs(memory={c: [] for c in clients}, full={c: [] for c in clients})
     s = env.settings
     props = producer_props(env.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms,
                            s.producer_compression)
@@ -82,13 +91,15 @@ def run_produce_and_api(env: BenchEnvironment, opts: ProduceOptions, report: Ben
                 runs.reference.append(ref)
                 log.info("produce {} reference ({}): {:,.0f} records/s, avg {:.1f} ms, p99 {:.0f} ms",
                          step, REFERENCE, ref.records_per_s, ref.avg_latency_ms, ref.p99_ms)
-                mem = _producer_run(env, opts, "http://memory.invalid/stream_data_bench",
-                                    session=MemoryNdjsonSession(lines))
-                runs.memory.append(mem)
-                _log_run(f"produce {step} producer alone (memory feed)", mem)
-            full = _producer_run(env, opts, url, delay=0.0)
-            runs.full.append(full)
-            _log_run(f"produce {step} full path (API -> producer -> Kafka)", full)
+                for client in clients:
+                    mem = _producer_run(env, opts, "http://memory.invalid/stream_data_bench", client,
+                                        session=MemoryNdjsonSession(lines))
+                    runs.memory[client].append(mem)
+                    _log_run(f"produce {step} producer alone (memory feed, {client})", mem)
+            for client in clients if produce else clients[:1]:
+                full = _producer_run(env, opts, url, client, delay=0.0)
+                runs.full[client].append(full)
+                _log_run(f"produce {step} full path (API -> producer -> Kafka, {client})", full)
             if api:
                 served = read_stream(url, {"delay": 0})
                 runs.api.append(served)
@@ -102,18 +113,34 @@ def run_produce_and_api(env: BenchEnvironment, opts: ProduceOptions, report: Ben
         "records": opts.records, "record_size": avg_size, "partitions": opts.partitions, "repeat": opts.repeat,
         "producer_props": {k: v for k, v in props.items() if k != "bootstrap.servers"},
         "latency_sample": opts.sample,
-        "reference": [x.to_dict() for x in runs.reference], "memory": [x.to_dict() for x in runs.memory],
-        "full_path": [x.to_dict() for x in runs.full], "api": [x.to_dict() for x in runs.api]}
+        "reference": [x.to_dict() for x in runs.reference], "api": [x.to_dict() for x in runs.api],
+        "clients": list(clients)}
+    for client in clients:  # "memory"/"full_path" for the first client, "memory_confluent"/... for the others
+        suffix = "" if client == clients[0] else "_" + client.replace("-", "_")
+        report.details["produce"]["memory" + suffix] = [x.to_dict() for x in runs.memory[client]]
+        report.details["produce"]["full_path" + suffix] = [x.to_dict() for x in runs.full[client]]
 
 
-def _producer_run(env: BenchEnvironment, opts: ProduceOptions, endpoint: str, **kwargs: Any) -> ProduceRun:
+def _clients(opts: ProduceOptions) -> tuple[str, ...]:
+    """The clients to measure: ``opts.clients`` without confluent when it cannot be imported."""
+    clients = tuple(opts.clients) or (DEFAULT_CLIENT,)
+    if CONFLUENT in clients and not confluent_available():
+        log.warning("produce: confluent-kafka is not importable, so the confluent client is not measured "
+                    "(`pip install -e .` installs it)")
+        clients = tuple(c for c in clients if c != CONFLUENT) or (DEFAULT_CLIENT,)
+    return clients
+
+
+def _producer_run(env: BenchEnvironment, opts: ProduceOptions, endpoint: str, client: str,
+                  **kwargs: Any) -> ProduceRun:
     cls = producer_class(env.new_topic("produce", create=False), endpoint, partitions=opts.partitions)
     try:
-        run = run_timed(cls, env.settings, sample=opts.sample, **kwargs)
+        run = run_timed(cls, env.settings.replace(producer_client=client), sample=opts.sample, client=client,
+                        **kwargs)
     finally:
         forget(cls)
     if run.sent != opts.records:
-        log.warning("The producer sent {} records, not {}", run.sent, opts.records)
+        log.warning("The producer ({}) sent {} records, not {}", client, run.sent, opts.records)
     return run
 
 
@@ -131,7 +158,11 @@ def _produce_figures(report: BenchReport, runs: _Runs, size: int, opts: ProduceO
     }
     note = (f"{opts.records:,} records of {size} B, {opts.partitions} partitions, acks=all, median of "
             f"{len(runs.reference)}")
-    for label, group in (("full path", runs.full), ("producer alone", runs.memory)):
+    groups = [(f"full path{CLIENT_LABELS.get(c, f', {c} client')}", runs.full[c]) for c in runs.full]
+    groups += [(f"producer alone{CLIENT_LABELS.get(c, f', {c} client')}", runs.memory[c]) for c in runs.memory]
+    for label, group in groups:
+        if not group:
+            continue
         ours = {
             "records/s": median(r.throughput.records_per_s for r in group),
             "MB/s": median(r.throughput.mb_per_s for r in group),
@@ -141,7 +172,7 @@ def _produce_figures(report: BenchReport, runs: _Runs, size: int, opts: ProduceO
         for name, unit in (("records/s", "records/s"), ("MB/s", "MB/s"), ("avg latency", "ms"),
                            ("p99 latency", "ms")):
             target, met = "", None
-            if label == "full path" and name == "records/s":
+            if label.startswith("full path") and name == "records/s":
                 target = f">= {PRODUCE_TARGET} x ref"
                 met = ratio_at_least(ours[name], ref[name], PRODUCE_TARGET)
             report.figures.append(Figure("produce", f"{label}: {name}", unit, _finite(ours[name]),
@@ -151,7 +182,7 @@ def _produce_figures(report: BenchReport, runs: _Runs, size: int, opts: ProduceO
 
 def _api_figures(report: BenchReport, runs: _Runs) -> None:
     api_rate = median(t.records_per_s for t in runs.api)
-    producer_rate = median(r.throughput.records_per_s for r in runs.full)
+    producer_rate = median(r.throughput.records_per_s for r in next(iter(runs.full.values()), []))
     report.figures.append(Figure(
         "api", "records served at delay=0", "records/s", _finite(api_rate), _finite(producer_rate),
         "full-path producer", f">= {API_TARGET} x ref", ratio_at_least(api_rate, producer_rate, API_TARGET),

@@ -65,12 +65,18 @@ class ProduceRun:
 
 def run_timed(cls: type[ProducerABC], settings: Settings, *, session: Any = None,
               client_overrides: Mapping[str, Any] | None = None,
-              client_factory: Callable[[], Any] | None = None, sample: int = 8, **kwargs: Any) -> ProduceRun:
-    """Run ``cls`` once with a timed client; ``client_factory`` replaces the framework's kafka-python client."""
+              client_factory: Callable[[], Any] | None = None, sample: int = 8, client: str = "kafka-python",
+              **kwargs: Any) -> ProduceRun:
+    """Run ``cls`` once with a timed client.
+
+    The client is the framework's own for ``client`` (``kafka-python`` or ``confluent``, as
+    ``PIPELINE_PRODUCER_CLIENT``; ``client_overrides`` in its names), or ``client_factory()``.
+    """
     timed: list[TimedProducer] = []
 
     def factory() -> TimedProducer:
-        inner = client_factory() if client_factory else framework_producer(settings, cls.name, client_overrides)
+        inner = client_factory() if client_factory else framework_producer(settings, cls.name, client_overrides,
+                                                                           client=client)
         timed.append(TimedProducer(inner, sample=sample))
         return timed[-1]
 

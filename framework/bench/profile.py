@@ -94,7 +94,7 @@ def run_profile(env: BenchEnvironment, opts: ProfileOptions, report: BenchReport
                          "librdkafka; not a dependency"))
         single = _abc_confluent(env, lines)
         rows.append(_Row("ProducerABC + confluent-kafka (adapter, same exactly-once contract)", single,
-                         "ConfluentProducer in framework/bench/clients.py"))
+                         "framework.confluent_producer.ConfluentProducer (PIPELINE_PRODUCER_CLIENT=confluent)"))
         path = _full_path_confluent(env, opts.records)
         rows.append(_Row("full path: API -> ProducerABC + confluent-kafka -> Kafka", path,
                          "the API in its own process at delay=0, as in the produce section"))

@@ -1,0 +1,229 @@
+"""ProducerABC on the confluent (librdkafka) client, against the real broker and the real streaming API.
+
+The same contract as with kafka-python (tests/integration/test_producer_kafka.py,
+whose helpers these tests reuse): every source record exactly once, in order per
+partition, with its resume headers; a rerun sends nothing; a run stopped
+mid-stream, or failed by a record the broker refuses, leaves each partition a
+gap-free prefix, and the next run completes the topic exactly; bad lines go to
+the dead-letter topic.
+"""
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import threading
+import time
+
+import orjson
+import pytest
+
+from apps.api import create_app, serve_in_thread
+from apps.producers import MetricsProducer
+from framework.confluent_producer import ConfluentProducer
+from framework.errors import ProducerError
+from framework.partitioning import partition_for_key
+from tests.integration.test_producer_kafka import (ROOT, _BadLinesHandler, _produce_cmd, _wait_for_records, header,
+                                                   metrics_class, positions, read_topic, unique, write_metrics)
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 1500
+
+
+@pytest.fixture
+def confluent(settings, tmp_path):
+    """(settings with PIPELINE_PRODUCER_CLIENT=confluent and the API's URL, the source records); API stopped after."""
+    records = write_metrics(tmp_path / "data", RECORDS)
+    server = serve_in_thread(create_app(settings, data_dir=tmp_path / "data", delay=0), "127.0.0.1", 0)
+    yield settings.replace(producer_client="confluent", api_base_url=server.url), records
+    server.stop()
+
+
+@pytest.fixture
+def registered():
+    from framework.producer import PRODUCERS
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        PRODUCERS.unregister(name)
+
+
+def assert_prefixes(records, source: list[dict], partitions: int = 3) -> dict[int, list[int]]:
+    """Each partition holds, in offset order, a gap-free prefix of the positions meant for it; returns them."""
+    held: dict[int, list[int]] = {p: [] for p in range(partitions)}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        held[record.partition].append(int(header(record, "source-position")))
+    for p, got in held.items():
+        meant = [i for i, r in enumerate(source) if partition_for_key(str(r["id"]).encode(), partitions) == p]
+        assert got == meant[:len(got)], f"partition {p} is not a gap-free prefix of its records"
+    return held
+
+
+def test_confluent_client_writes_each_record_once_in_order_with_resume_headers_and_a_rerun_adds_nothing(
+        confluent, registered, mocker):
+    settings, source = confluent
+    built = mocker.spy(ConfluentProducer, "wait_for_brokers")
+    topic = unique("it-cf-metrics")
+    cls = metrics_class(topic)
+    registered.append(topic)
+
+    summary = cls(settings).run()
+    assert built.call_count == 1  # the librdkafka client, not kafka-python
+    assert (summary.sent, summary.dead_lettered, summary.first_position, summary.last_position) == (
+        RECORDS, 0, 0, RECORDS - 1)
+    records = read_topic(settings, topic)
+    assert len(records) == RECORDS and positions(records) == list(range(RECORDS))
+    held = assert_prefixes(records, source)
+    assert sum(len(v) for v in held.values()) == RECORDS
+    for record in records:
+        position = int(header(record, "source-position"))
+        assert orjson.loads(record.value) == source[position]
+        assert record.key == str(source[position]["id"]).encode()
+        assert -1 <= int(header(record, "source-watermark")) < position
+    assert read_topic(settings, topic + ".dlq") == []
+
+    again = cls(settings).run()
+    assert (again.sent, again.dead_lettered) == (0, 0) and again.skipped_existing <= RECORDS
+    assert len(read_topic(settings, topic)) == RECORDS
+
+
+def test_confluent_client_stopped_mid_stream_then_resumed_gives_an_exact_topic(confluent, registered):
+    settings, source = confluent
+    topic = unique("it-cf-stop")
+    cls = metrics_class(topic)
+    registered.append(topic)
+    producer = cls(settings.replace(producer_linger_ms=5), delay=0.002)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(summary=producer.run()), daemon=True)
+    thread.start()
+    try:
+        _wait_for_records(settings, topic, 200)
+    finally:
+        producer.stop()
+        thread.join(30)
+    assert not thread.is_alive() and result["summary"].stopped
+    first = read_topic(settings, topic)
+    assert 200 <= len(first) < RECORDS and len(set(positions(first))) == len(first)
+    assert_prefixes(first, source)
+
+    rest = cls(settings).run()
+    records = read_topic(settings, topic)
+    assert positions(records) == list(range(RECORDS)) and rest.sent == RECORDS - len(first)
+    assert_prefixes(records, source)
+
+
+def test_confluent_client_killed_mid_stream_then_restarted_leaves_each_position_once(confluent, tmp_path):
+    settings, source = confluent
+    topic = unique("it-cf-kill")
+    module_dir = tmp_path / "plugins"
+    module_dir.mkdir()
+    (module_dir / "itest_producers.py").write_text(
+        "from apps.producers import MetricsProducer\n\n\n"
+        f"class KillProducer(MetricsProducer):\n    name = {topic!r}\n    topic = {topic!r}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers, PIPELINE_API_BASE_URL=settings.api_url,
+               PIPELINE_PRODUCER_CLIENT="confluent", PIPELINE_PRODUCER_LINGER_MS="5",
+               PYTHONPATH=os.pathsep.join([str(module_dir), str(ROOT)]))
+
+    proc = _produce_cmd(topic, module_dir, env, "--delay", "0.002")
+    _wait_for_records(settings, topic, 300)
+    proc.kill()  # SIGKILL: no flush, librdkafka's queue is lost
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed = read_topic(settings, topic)
+    assert len(killed) < RECORDS and len(set(positions(killed))) == len(killed)
+    assert_prefixes(killed, source)
+
+    proc = _produce_cmd(topic, module_dir, env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    records = read_topic(settings, topic)
+    assert positions(records) == list(range(RECORDS))
+    assert f"{RECORDS - len(killed)} sent to {topic}" in out
+
+
+def test_a_record_the_broker_refuses_fails_the_run_without_a_gap_and_the_next_run_completes_it(
+        settings, tmp_path, registered):
+    """A record above the topic's max.message.bytes: librdkafka's gapless guarantee turns it into a fatal error.
+
+    It is the first record of its partition, the case the gapless guarantee alone
+    does not cover (the broker takes any sequence from a producer new to the
+    partition): without the adapter's wait for the first acknowledgement, the
+    records queued behind it were written after a gap in most runs.
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from framework.admin import KafkaAdmin
+
+    source = write_metrics(tmp_path / "data", RECORDS)
+    big = 0
+    source[big]["pad"] = "x" * 150_000
+    (tmp_path / "data" / "metrics.json").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in source))
+    server = serve_in_thread(create_app(settings, data_dir=tmp_path / "data", delay=0), "127.0.0.1", 0)
+    topic = unique("it-cf-big")
+    registered.append(topic)
+    settings = settings.replace(producer_client="confluent", api_base_url=server.url, producer_retries=1,
+                                producer_retry_backoff=0.05, producer_batch_size=16384,
+                                producer_linger_ms=0)
+    try:
+        with KafkaAdmin(settings) as admin:
+            admin.create_topic(topic, 3, configs={"max.message.bytes": "100000"})
+        cls = metrics_class(topic)
+        with pytest.raises(ProducerError, match="Message size too large"):
+            cls(settings).run()
+        held = assert_prefixes(read_topic(settings, topic), source)
+        big_partition = partition_for_key(str(source[big]["id"]).encode(), 3)
+        assert held[big_partition] == []  # nothing after the refused record
+        assert sum(len(v) for v in held.values()) < RECORDS
+
+        admin_client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        try:
+            admin_client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                       configs={"max.message.bytes": "1048588"})])
+        finally:
+            admin_client.close()
+        deadline = time.monotonic() + 30
+        while True:  # the new limit reaches the partition leader shortly after
+            try:
+                cls(settings).run()
+                break
+            except ProducerError:
+                assert time.monotonic() < deadline, "the raised max.message.bytes never applied"
+                time.sleep(0.5)
+    finally:
+        server.stop()
+    records = read_topic(settings, topic)
+    assert positions(records) == list(range(RECORDS))
+    assert_prefixes(records, source)
+    by_position = {int(header(r, "source-position")): r for r in records}
+    assert orjson.loads(by_position[big].value) == source[big]
+
+
+def test_confluent_client_dead_letters_bad_lines_once_with_their_reason(settings, registered):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BadLinesHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    topic = unique("it-cf-dlq")
+    registered.append(topic)
+    cls = type("CfSensors", (MetricsProducer,), {
+        "name": topic, "topic": topic, "key_field": "sensor",
+        "endpoint": f"http://127.0.0.1:{httpd.server_address[1]}/sensors"})
+    settings = settings.replace(producer_client="confluent")
+    try:
+        summary = cls(settings).run()
+        assert (summary.sent, summary.dead_lettered) == (3, 4)
+        assert positions(read_topic(settings, topic)) == [0, 4, 6]
+        dlq = {int(header(r, "source-position")): r for r in read_topic(settings, topic + ".dlq")}
+        assert sorted(dlq) == [1, 2, 3, 5]
+        assert header(dlq[2], "dlq-reason") == b"the line is a JSON list, not an object"
+        assert header(dlq[3], "dlq-reason") == f"the record has no 'sensor' field, the key of topic {topic!r}".encode()
+        assert dlq[5].value == _BadLinesHandler.LINES[5]  # the raw bytes
+        assert all(header(r, "source-topic") == topic.encode() for r in dlq.values())
+
+        again = cls(settings).run()
+        assert (again.sent, again.dead_lettered) == (0, 0)
+        assert len(read_topic(settings, topic)) == 3 and len(read_topic(settings, topic + ".dlq")) == 4
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
