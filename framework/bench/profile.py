@@ -91,7 +91,7 @@ def run_profile(env: BenchEnvironment, opts: ProfileOptions, report: BenchReport
     if confluent_available():
         loop = _confluent_loop(env, lines)
         rows.append(_Row("confluent-kafka produce() loop + flush, nothing else", loop,
-                         "librdkafka; not a dependency"))
+                         "librdkafka, the client PIPELINE_PRODUCER_CLIENT=confluent uses"))
         single = _abc_confluent(env, lines)
         rows.append(_Row("ProducerABC + confluent-kafka (adapter, same exactly-once contract)", single,
                          "framework.confluent_producer.ConfluentProducer (PIPELINE_PRODUCER_CLIENT=confluent)"))
