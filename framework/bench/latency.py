@@ -95,8 +95,9 @@ def run_latency(env: BenchEnvironment, opts: LatencyOptions, report: BenchReport
                 run = run_timed(pcls, settings, delay=1.0 / opts.rate)
             finally:
                 forget(pcls)
-        log.info("latency: {:,} records sent in {:.1f} s; waiting for the last batch", run.sent, run.elapsed_s)
-        _wait_published(consumer.bound_writer, run.sent, timeout=30 + 10 * opts.trigger)  # type: ignore[arg-type]
+            log.info("latency: {:,} records sent in {:.1f} s; waiting for the last batch", run.sent, run.elapsed_s)
+            # the API stops only afterwards: its shutdown must not slow the last batch down
+            _wait_published(consumer.bound_writer, run.sent, timeout=30 + 10 * opts.trigger)  # type: ignore[arg-type]
     finally:
         consumer.stop()
         thread.join(60)
