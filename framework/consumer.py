@@ -30,7 +30,7 @@ from framework.consumer_declaration import validate_declaration
 from framework.errors import ConsumerError
 from framework.log import get_logger
 from framework.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts, parse_records,
-                               quarantine_rows, resolve_schema, split_parsed)
+                               quarantine_rows, resolve_schema, split_parsed, valid_rows)
 from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
                                 committed_offsets, lag, planned_records)
 from framework.queries import QueryGroup, first_line
@@ -256,8 +256,7 @@ class ConsumerSparkABC:
         writer = self.bound_writer
         if writer.writes_every_row:
             observation, observed = observe_counts(parsed)
-            valid, _ = split_parsed(observed)
-            writer.write_batch(self.transform(valid, topic), batch_id, topic)
+            writer.write_batch(self.transform(valid_rows(observed), topic), batch_id, topic)
             written, quarantined = observed_counts(observation)
             if quarantined:
                 writer.write_quarantine(quarantine_rows(parsed), batch_id, topic)

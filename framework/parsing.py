@@ -178,12 +178,15 @@ def parse_records(df: "DataFrame", schema: "StructType") -> "DataFrame":
 
 def split_parsed(parsed: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
     """(valid rows, quarantine rows) of a :func:`parse_records` result (see the column contract)."""
+    return valid_rows(parsed), quarantine_rows(parsed)
+
+
+def valid_rows(parsed: "DataFrame") -> "DataFrame":
+    """The rows of a :func:`parse_records` result without a reason: the record's fields + the metadata."""
     from pyspark.sql import functions as F
 
     meta = [c for c in METADATA_COLUMNS if c in parsed.columns]
-    valid = (parsed.where(F.col(_REASON).isNull())
-                   .select(f"{_RECORD}.*", *meta))
-    return valid, quarantine_rows(parsed)
+    return parsed.where(F.col(_REASON).isNull()).select(f"{_RECORD}.*", *meta)
 
 
 def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
