@@ -10,7 +10,6 @@ the dead-letter topic.
 from __future__ import annotations
 
 import http.server
-import os
 import signal
 import threading
 import time
@@ -23,31 +22,21 @@ from apps.producers import MetricsProducer
 from framework.confluent_producer import ConfluentProducer
 from framework.errors import ProducerError
 from framework.partitioning import partition_for_key
-from tests.integration.test_producer_kafka import (ROOT, _BadLinesHandler, _produce_cmd, _wait_for_records, header,
-                                                   metrics_class, positions, read_topic, unique, write_metrics)
+from tests.integration.test_producer_kafka import (_BadLinesHandler, _plugin_producer, _produce_cmd, _wait_for_records,
+                                                   header, metrics_class, positions, read_topic, unique,
+                                                   write_metrics)
+from tests.integration.test_producer_kafka import api, registered  # noqa: F401 - fixtures shared with kafka-python
 
 pytestmark = pytest.mark.integration
 
-RECORDS = 1500
+RECORDS = 1500  # what the shared `api` fixture serves
 
 
 @pytest.fixture
-def confluent(settings, tmp_path):
+def confluent(settings, api):
     """(settings with PIPELINE_PRODUCER_CLIENT=confluent and the API's URL, the source records); API stopped after."""
-    records = write_metrics(tmp_path / "data", RECORDS)
-    server = serve_in_thread(create_app(settings, data_dir=tmp_path / "data", delay=0), "127.0.0.1", 0)
-    yield settings.replace(producer_client="confluent", api_base_url=server.url), records
-    server.stop()
-
-
-@pytest.fixture
-def registered():
-    from framework.producer import PRODUCERS
-
-    names: list[str] = []
-    yield names
-    for name in names:
-        PRODUCERS.unregister(name)
+    server, records = api
+    return settings.replace(producer_client="confluent", api_base_url=server.url), records
 
 
 def assert_prefixes(records, source: list[dict], partitions: int = 3) -> dict[int, list[int]]:
@@ -117,15 +106,8 @@ def test_confluent_client_stopped_mid_stream_then_resumed_gives_an_exact_topic(c
 def test_confluent_client_killed_mid_stream_then_restarted_leaves_each_position_once(confluent, tmp_path):
     settings, source = confluent
     topic = unique("it-cf-kill")
-    module_dir = tmp_path / "plugins"
-    module_dir.mkdir()
-    (module_dir / "itest_producers.py").write_text(
-        "from apps.producers import MetricsProducer\n\n\n"
-        f"class KillProducer(MetricsProducer):\n    name = {topic!r}\n    topic = {topic!r}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers, PIPELINE_API_BASE_URL=settings.api_url,
-               PIPELINE_PRODUCER_CLIENT="confluent", PIPELINE_PRODUCER_LINGER_MS="5",
-               PYTHONPATH=os.pathsep.join([str(module_dir), str(ROOT)]))
+    module_dir, env = _plugin_producer(tmp_path, topic, "KillProducer", settings.bootstrap_servers, settings.api_url,
+                                       PIPELINE_PRODUCER_CLIENT="confluent")
 
     proc = _produce_cmd(topic, module_dir, env, "--delay", "0.002")
     _wait_for_records(settings, topic, 300)

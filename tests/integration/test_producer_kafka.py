@@ -118,6 +118,20 @@ def test_topic_holds_exactly_the_source_records_and_a_rerun_adds_nothing(setting
     assert len(read_topic(settings, topic)) == 1500
 
 
+def _plugin_producer(tmp_path: Path, topic: str, class_name: str, bootstrap_servers: str, api_url: str,
+                     **env_extra: str) -> tuple[Path, dict]:
+    """A module ``itest_producers`` with a MetricsProducer for ``topic``, and the environment to run it in."""
+    module_dir = tmp_path / "plugins"
+    module_dir.mkdir()
+    (module_dir / "itest_producers.py").write_text(
+        "from apps.producers import MetricsProducer\n\n\n"
+        f"class {class_name}(MetricsProducer):\n    name = {topic!r}\n    topic = {topic!r}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers, PIPELINE_API_BASE_URL=api_url,
+               PIPELINE_PRODUCER_LINGER_MS="5", PYTHONPATH=os.pathsep.join([str(module_dir), str(ROOT)]), **env_extra)
+    return module_dir, env
+
+
 def _produce_cmd(name: str, module_dir: Path, env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "cmd" / "produce_cmd.py"), name, "--module", "itest_producers",
                              *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -140,14 +154,7 @@ def _wait_for_records(settings, topic: str, at_least: int, timeout: float = 30.0
 def test_sigterm_then_sigkill_mid_stream_then_restart_leaves_each_position_once(settings, api, tmp_path):
     server, source = api
     topic = unique("it-crash")
-    module_dir = tmp_path / "plugins"
-    module_dir.mkdir()
-    (module_dir / "itest_producers.py").write_text(
-        "from apps.producers import MetricsProducer\n\n\n"
-        f"class CrashProducer(MetricsProducer):\n    name = {topic!r}\n    topic = {topic!r}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers, PIPELINE_API_BASE_URL=server.url,
-               PIPELINE_PRODUCER_LINGER_MS="5", PYTHONPATH=os.pathsep.join([str(module_dir), str(ROOT)]))
+    module_dir, env = _plugin_producer(tmp_path, topic, "CrashProducer", settings.bootstrap_servers, server.url)
 
     # 1. SIGTERM: stops reading, flushes, prints its summary, exits 0.
     proc = _produce_cmd(topic, module_dir, env, "--delay", "0.002")
