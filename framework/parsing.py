@@ -209,12 +209,15 @@ def split_valid_invalid(df: "DataFrame", schema: SchemaLike) -> tuple["DataFrame
 
 def count_parsed(parsed: "DataFrame") -> tuple[int, int]:
     """(valid, quarantined) row counts of a :func:`parse_records` result, in one Spark job."""
+    row = parsed.agg(*_count_columns()).collect()[0]
+    return int(row["valid"] or 0), int(row["invalid"] or 0)
+
+
+def _count_columns() -> list["Column"]:
+    """The aggregates ``valid`` and ``invalid`` (rows without / with a reason) of a parse result."""
     from pyspark.sql import functions as F
 
-    row = parsed.agg(
-        F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"),
-        F.count(F.col(_REASON)).alias("invalid")).collect()[0]
-    return int(row["valid"] or 0), int(row["invalid"] or 0)
+    return [F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"), F.count(F.col(_REASON)).alias("invalid")]
 
 
 def observe_counts(parsed: "DataFrame") -> tuple[Any, "DataFrame"]:
@@ -226,12 +229,9 @@ def observe_counts(parsed: "DataFrame") -> tuple[Any, "DataFrame"]:
     below the parse, where it would parse each value once per field.
     """
     from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     observation = Observation()
-    observed = parsed.observe(observation, F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"),
-                              F.count(F.col(_REASON)).alias("invalid"))
-    return observation, observed
+    return observation, parsed.observe(observation, *_count_columns())
 
 
 def observed_counts(observation: Any) -> tuple[int, int]:

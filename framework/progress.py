@@ -49,18 +49,7 @@ def committed_offsets(checkpoint: Path) -> dict[str, dict[int, int]]:
     commits = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*") if p.name.isdigit()]
     if not commits:
         return {}
-    path = checkpoint / "offsets" / str(max(commits))
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    result: dict[str, dict[int, int]] = {}
-    for line in lines[2:]:
-        line = line.strip()
-        if line.startswith("{"):
-            for topic, parts in json.loads(line).items():
-                result[topic] = {int(p): int(o) for p, o in parts.items()}
-    return result
+    return _offset_file(checkpoint / "offsets" / str(max(commits)), skip=2) or {}
 
 
 def planned_records(checkpoint: Path, batch_id: int) -> int | None:
@@ -71,9 +60,12 @@ def planned_records(checkpoint: Path, batch_id: int) -> int | None:
     query's initial offsets, ``sources/0/0``). Offsets count transaction markers
     and compacted-away records too, so this can be a little above the rows read.
     """
-    end = _offset_file(checkpoint / "offsets" / str(batch_id), skip=2)
-    start = (_offset_file(checkpoint / "offsets" / str(batch_id - 1), skip=2) if batch_id > 0
-             else _offset_file(checkpoint / "sources" / "0" / "0", skip=0))
+    try:
+        end = _offset_file(checkpoint / "offsets" / str(batch_id), skip=2)
+        start = (_offset_file(checkpoint / "offsets" / str(batch_id - 1), skip=2) if batch_id > 0
+                 else _offset_file(checkpoint / "sources" / "0" / "0", skip=0))
+    except (ValueError, AttributeError):  # not the format this expects: the size is unknown
+        return None
     if not end or start is None:
         return None
     total = 0
@@ -87,16 +79,21 @@ def planned_records(checkpoint: Path, batch_id: int) -> int | None:
 
 
 def _offset_file(path: Path, skip: int) -> dict[str, dict[int, int]] | None:
-    """The ``{topic: {partition: offset}}`` line of a Spark offset file (after ``skip`` lines); None if unreadable."""
+    """The ``{topic: {partition: offset}}`` lines of a Spark offset file (after ``skip`` lines), merged.
+
+    None when the file cannot be read or holds no such line; a malformed line raises ``ValueError``.
+    """
     try:
         lines = path.read_text(errors="replace").splitlines()[skip:]
-        for line in lines:
-            line = line.strip()
-            if line.startswith("{"):
-                return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in json.loads(line).items()}
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         return None
-    return None
+    result: dict[str, dict[int, int]] = {}
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            for topic, parts in json.loads(line).items():
+                result[topic] = {int(p): int(o) for p, o in parts.items()}
+    return result or None
 
 
 def checkpoint_is_fresh(checkpoint: Path) -> bool:

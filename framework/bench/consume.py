@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from framework.bench.environment import BenchEnvironment
-from framework.bench.perftool import producer_props, run_producer_performance
 from framework.bench.probes import TimedParquetWriter, median_phases
 from framework.bench.report import BenchReport, Figure, ratio_at_least, value_at_least
 from framework.bench.stats import median
 from framework.bench.synthetic import SyntheticRecords
 from framework.consumer import CONSUMERS, ConsumerSparkABC
 from framework.log import get_logger
+from framework.writers import ForeachBatchWriter
 
 log = get_logger("bench")
 
@@ -47,26 +47,23 @@ class ConsumeOptions:
     partitions: int
 
 
-def _consumer_class(name: str, topic: str) -> type[ConsumerSparkABC]:
+def consumer_class(name: str, topic: str, writer: ForeachBatchWriter) -> type[ConsumerSparkABC]:
+    """A consumer of ``topic`` with the shipped metrics schema and ``writer`` (unregister ``name`` after use)."""
     from apps.consumers import METRICS_SCHEMA  # the shipped consumer's schema
 
     return type("BenchConsumer", (ConsumerSparkABC,), {  # type: ignore[return-value]
         "abstract": False, "name": name, "topics": [topic], "schema": METRICS_SCHEMA,
-        "writer": TimedParquetWriter(), "__module__": __name__})
+        "writer": writer, "__module__": __name__})
 
 
 def run_consume(env: BenchEnvironment, opts: ConsumeOptions, report: BenchReport) -> None:
     """Fill a topic, measure ours and both references ``repeat`` times, add the figures to ``report``."""
     payload = env.path("consume", "payload.jsonl")
     SyntheticRecords().write_jsonl(payload, PAYLOADS)
-    s = env.settings
-    props = producer_props(env.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms, "none")
     topics = {}
     for label, count in (("warm-up", min(WARMUP_RECORDS, opts.records)), ("measured", opts.records)):
-        topic = env.new_topic("consume", opts.partitions)
-        log.info("consume: filling {} topic {} with {:,} records (ProducerPerformance --payload-file)",
-                 label, topic, count)
-        run_producer_performance(env.perf_classpath, topic, count, props, payload_file=payload)
+        log.info("consume: filling the {} topic with {:,} records (ProducerPerformance --payload-file)", label, count)
+        topic = env.filled_topic("consume", count, opts.partitions, payload)
         topics[label] = (topic, env.end_offset_total(topic))
     spark = env.spark
     warm_topic, warm_rows = topics["warm-up"]
@@ -119,7 +116,7 @@ def _ours(env: BenchEnvironment, topic: str, rows: int, tag: str) -> dict[str, A
     base = env.path("consume", tag, "x").parent
     settings = env.settings.replace(output_dir=base / "output", checkpoint_dir=base / "checkpoints",
                                     starting_offsets="earliest")
-    cls = _consumer_class(name, topic)
+    cls = consumer_class(name, topic, TimedParquetWriter())
     try:
         consumer = cls(settings, spark=env.spark, admin=env.admin, max_offsets_per_trigger=0)
         started = time.perf_counter()

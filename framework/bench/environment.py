@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from framework.admin import KafkaAdmin, kafka_answers
 from framework.bench.errors import BenchError
-from framework.bench.perftool import tools_classpath
+from framework.bench.perftool import producer_props, run_producer_performance, tools_classpath
 from framework.bench.probes import ProgressCollector
 from framework.local_broker import LocalKafkaBroker, free_port
 from framework.log import get_logger
@@ -137,6 +137,14 @@ class BenchEnvironment:
             self.admin.create_topic(name, partitions or self.settings.topic_partitions)
         self._created += [name, f"{name}.dlq"]
         return name
+
+    def filled_topic(self, section: str, records: int, partitions: int, payload: Path) -> str:
+        """A fresh topic filled with ``records`` lines of ``payload`` by Kafka's ProducerPerformance (acks=all)."""
+        s = self.settings
+        props = producer_props(self.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms, "none")
+        topic = self.new_topic(section, partitions)
+        run_producer_performance(self.perf_classpath, topic, records, props, payload_file=payload)
+        return topic
 
     def end_offset_total(self, topic: str) -> int:
         """Records in ``topic`` (sum of the end offsets of its partitions)."""

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.bench.apiserver import ApiProcess
+from framework.bench.consume import consumer_class
 from framework.bench.environment import BenchEnvironment
 from framework.bench.errors import BenchError
 from framework.bench.probes import PublishedBatch, TimedParquetWriter, median_phases
@@ -73,14 +74,8 @@ def run_latency(env: BenchEnvironment, opts: LatencyOptions, report: BenchReport
     base = env.path("latency", "x").parent
     settings = env.settings.replace(trigger_seconds=opts.trigger, output_dir=base / "output",
                                     checkpoint_dir=base / "checkpoints", starting_offsets="earliest")
-    from apps.consumers import METRICS_SCHEMA
-
-    _warm_up(env, settings, opts.partitions, METRICS_SCHEMA)
-    writer = TimedParquetWriter()
-
-    cls = type("BenchLatencyConsumer", (ConsumerSparkABC,), {
-        "abstract": False, "name": topic, "topics": [topic], "schema": METRICS_SCHEMA, "writer": writer,
-        "__module__": __name__})
+    _warm_up(env, settings, opts.partitions)
+    cls = consumer_class(topic, topic, TimedParquetWriter())
     consumer = cls(settings, spark=env.spark, admin=None, max_offsets_per_trigger=0)
     outcome: dict[str, Any] = {}
     thread = threading.Thread(target=_consume, args=(consumer, outcome), name="bench-latency-consumer", daemon=True)
@@ -127,7 +122,7 @@ def run_latency(env: BenchEnvironment, opts: LatencyOptions, report: BenchReport
     report.tables.append(table)
 
 
-def _warm_up(env: BenchEnvironment, settings: Any, partitions: int, schema: Any,
+def _warm_up(env: BenchEnvironment, settings: Any, partitions: int,
              batches: int = WARMUP_BATCHES, per_batch: int = WARMUP_BATCH_RECORDS) -> None:
     """Run the measured consumer's code path (small micro-batches) on a pre-filled topic, unmeasured.
 
@@ -135,19 +130,13 @@ def _warm_up(env: BenchEnvironment, settings: Any, partitions: int, schema: Any,
     slowly; without this the first seconds of the measured run show that, not
     the steady state the figure is about.
     """
-    from framework.bench.perftool import producer_props, run_producer_performance
     from framework.writers import ParquetWriter
 
     payload = env.path("latency", "warm-up", "payload.jsonl")
     SyntheticRecords().write_jsonl(payload, per_batch)
-    topic = env.new_topic("latency-warmup", partitions)
-    s = env.settings
-    props = producer_props(env.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms, "none")
-    run_producer_performance(env.perf_classpath, topic, batches * per_batch, props, payload_file=payload)
+    topic = env.filled_topic("latency-warmup", batches * per_batch, partitions, payload)
     log.info("latency: warm-up, {} micro-batches of {:,} records (not measured)", batches, per_batch)
-    cls = type("BenchLatencyWarmUp", (ConsumerSparkABC,), {
-        "abstract": False, "name": topic, "topics": [topic], "schema": schema, "writer": ParquetWriter(),
-        "__module__": __name__})
+    cls = consumer_class(topic, topic, ParquetWriter())
     base = payload.parent
     try:
         cls(settings.replace(output_dir=base / "output", checkpoint_dir=base / "checkpoints"), spark=env.spark,
