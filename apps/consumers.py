@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pyspark.sql.types import (DoubleType, IntegerType, StructField, StructType, TimestampType)
 
-from framework.consumer import ConsumerSparkABC
-from framework.writers import ConsoleWriter, ParquetWriter
+from framework.consumer.base import ConsumerSparkABC
+from framework.sinks import ConsoleWriter, ParquetWriter
 
 #: {"id": 3, "time": "2026-01-05T08:00:00.000Z", "val": 17.5}
 METRICS_SCHEMA = StructType([

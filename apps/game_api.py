@@ -20,7 +20,7 @@ Purchases add ``item``, ``strength`` (drawn from a normal distribution with mean
 so one player's events stay in order in one partition.
 
 Contract: the answer is ``200`` only after Kafka acknowledged the event
-(``acks=all``, through :class:`~framework.event_log.KafkaEventLog`), and
+(``acks=all``, through :class:`~framework.producer.event_log.KafkaEventLog`), and
 carries where it was stored (``logged``: topic, partition, offset). When the
 event cannot be confirmed (broker down, timeout) the answer is ``503`` with
 ``{"error": <one sentence>, "logged": false}`` and a ``Retry-After`` header,
@@ -47,7 +47,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from framework.errors import EventLogError
-from framework.event_log import EventLog, KafkaEventLog
+from framework.producer.event_log import EventLog, KafkaEventLog
 from framework.log import get_logger
 from framework.settings import Settings
 

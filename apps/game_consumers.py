@@ -16,14 +16,14 @@ Each table also has the ``kafka_*`` metadata columns (topic, partition, offset,
 timestamp, key). Each table is a view of ``python cmd/query_cmd.py``, e.g.
 ``SELECT item, round(avg(strength), 2) FROM purchases GROUP BY item``.
 Everything here is a declaration: the routing, the parsing, the quarantine and
-the exactly-once files come from :class:`~framework.consumer.ConsumerSparkABC`.
+the exactly-once files come from :class:`~framework.consumer.base.ConsumerSparkABC`.
 """
 from __future__ import annotations
 
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
-from framework.consumer import ConsumerSparkABC
-from framework.writers import ParquetWriter
+from framework.consumer.base import ConsumerSparkABC
+from framework.sinks import ParquetWriter
 
 #: the fields every game event carries (see apps.game_api)
 COMMON_FIELDS = [

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from framework import cli
 from framework.admin import KafkaAdmin
-from framework.embedded import EmbeddedServices
+from framework.local.embedded import EmbeddedServices
 from framework.errors import FrameworkError
 from framework.log import get_logger
 from framework.settings import Settings
@@ -104,8 +104,8 @@ class Pipeline:
     def run(self) -> PipelineSummary:
         from apps.api import create_app, serve_in_thread
         from framework.commands.produce import run_producers
-        from framework.consumer import CONSUMERS
-        from framework.producer import PRODUCERS
+        from framework.consumer.base import CONSUMERS
+        from framework.producer.base import PRODUCERS
 
         PRODUCERS.discover([], builtin="apps.producers")
         CONSUMERS.discover([], builtin="apps.consumers")

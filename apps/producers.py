@@ -4,7 +4,7 @@ Run them with ``python cmd/produce_cmd.py metrics workorder`` (or ``--all``).
 """
 from __future__ import annotations
 
-from framework.producer import ProducerABC
+from framework.producer.base import ProducerABC
 
 
 class MetricsProducer(ProducerABC):

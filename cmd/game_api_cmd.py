@@ -20,7 +20,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the project r
 from apps.api import serve_in_thread  # noqa: E402
 from apps.game_api import ACTIONS, EVENTS_TOPIC, KEY_FIELD, create_game_app  # noqa: E402
 from framework.cli import parser, run  # noqa: E402
-from framework.event_log import DEFAULT_TIMEOUT, KafkaEventLog  # noqa: E402
+from framework.producer.event_log import DEFAULT_TIMEOUT, KafkaEventLog  # noqa: E402
 from framework.settings import Settings  # noqa: E402
 
 DEFAULT_PORT = 5001

@@ -1,7 +1,7 @@
 """Find producer and consumer subclasses by name.
 
-A concrete subclass of :class:`~framework.producer.ProducerABC` or
-:class:`~framework.consumer.ConsumerSparkABC` registers itself under its
+A concrete subclass of :class:`~framework.producer.base.ProducerABC` or
+:class:`~framework.consumer.base.ConsumerSparkABC` registers itself under its
 ``name`` when its class body runs (in ``__init_subclass__``). The commands then
 import, in this order, the shipped ``apps`` package, the modules named on the
 command line or in ``PIPELINE_PLUGINS``-style options, and every module

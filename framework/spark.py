@@ -3,7 +3,7 @@
 The session reads Kafka through Spark's own connector,
 ``org.apache.spark:spark-sql-kafka-0-10_2.13`` at the version of the installed
 pyspark. It is resolved with its dependencies from Maven Central on first use,
-by the same cached resolver as the Kafka broker (:mod:`framework.jars`, Ivy),
+by the same cached resolver as the Kafka broker (:mod:`framework.local.jars`, Ivy),
 and handed to Spark as ``spark.jars``, leaving out the jars pyspark already
 ships. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
 quick (no resolution on every start) and works offline after the first run.
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from framework.jars import java_executable, resolve
+from framework.local.jars import java_executable, resolve
 from framework.log import get_logger
 from framework.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from framework import cli
 from framework.errors import BrokerError
-from framework.local_cluster import LocalKafkaCluster, local_kafka
+from framework.local.kafka_cluster import LocalKafkaCluster, local_kafka
 from framework.settings import Settings
 
 

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from framework import cli
-from framework.consumer import CONSUMERS, ConsumerSparkABC
+from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.log import get_logger
 from framework.settings import Settings
 

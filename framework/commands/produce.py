@@ -22,8 +22,8 @@ from framework import cli
 from framework.admin import kafka_answers
 from framework.errors import KafkaUnavailableError, RegistryError
 from framework.log import get_logger
-from framework.producer import PRODUCERS, ProducerABC
-from framework.produce_summary import ProduceSummary
+from framework.producer.base import PRODUCERS, ProducerABC
+from framework.producer.summary import ProduceSummary
 from framework.settings import Settings
 
 log = get_logger("produce")

@@ -14,7 +14,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from framework.local_broker import LocalKafkaBroker, free_port
+from framework.local.kafka_broker import LocalKafkaBroker, free_port
 from framework.settings import Settings
 
 

@@ -26,15 +26,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from framework.parsing import SchemaLike, kafka_frame, resolve_schema, split_valid_invalid
-from framework.routing import Routing, parse_routed, route_tables, split_routed
+from framework.consumer.parsing import SchemaLike, kafka_frame, resolve_schema, split_valid_invalid
+from framework.consumer.routing import Routing, parse_routed, route_tables, split_routed
 from framework.settings import Settings
-from framework.writers import ForeachBatchWriter
+from framework.sinks import ForeachBatchWriter
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from framework.consumer import ConsumerSparkABC
+    from framework.consumer.base import ConsumerSparkABC
 
 KAFKA_SOURCE_DDL = ("key binary, value binary, topic string, partition int, offset bigint, "
                     "timestamp timestamp, timestampType int")

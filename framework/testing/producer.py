@@ -1,4 +1,4 @@
-"""Fakes to unit-test a :class:`~framework.producer.ProducerABC` subclass without a broker or an API.
+"""Fakes to unit-test a :class:`~framework.producer.base.ProducerABC` subclass without a broker or an API.
 
 - :class:`FakeNdjsonSession`: a requests-like session serving an NDJSON stream that
   honours ``from``; it can refuse connections or break a response mid-line.

@@ -13,8 +13,8 @@ import os
 import time
 
 from apps.consumers import METRICS_SCHEMA, WORKORDER_SCHEMA
-from framework.consumer import ConsumerSparkABC
-from framework.writers import ParquetWriter
+from framework.consumer.base import ConsumerSparkABC
+from framework.sinks import ParquetWriter
 
 TOPICS = os.environ.get("CONSUMER_FIXTURE_TOPICS", "fixture-metrics,fixture-workorder").split(",")
 

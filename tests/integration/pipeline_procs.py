@@ -324,7 +324,7 @@ class Pipeline:
     """
 
     def __init__(self, workdir: Path, bootstrap_servers: str, data_dir: Path, **settings: object) -> None:
-        from framework.local_broker import free_port
+        from framework.local.kafka_broker import free_port
 
         self.workdir = Path(workdir)
         self.bootstrap_servers = bootstrap_servers

@@ -9,7 +9,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from framework.admin import KafkaAdmin
 from framework.errors import TopicError
-from framework.local_broker import LocalKafkaBroker, free_port
+from framework.local.kafka_broker import LocalKafkaBroker, free_port
 from framework.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -24,10 +24,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from framework.admin import KafkaAdmin
-from framework.local_broker import _alive, free_port
-from framework.local_cluster import LocalKafkaCluster
+from framework.local.kafka_broker import _alive, free_port
+from framework.local.kafka_cluster import LocalKafkaCluster
 from framework.settings import Settings
-from framework.testing.spark_cluster import LocalSparkCluster
+from framework.local.spark_cluster import LocalSparkCluster
 
 pytestmark = pytest.mark.integration
 

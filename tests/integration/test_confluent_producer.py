@@ -19,9 +19,9 @@ import pytest
 
 from apps.api import create_app, serve_in_thread
 from apps.producers import MetricsProducer
-from framework.confluent_producer import ConfluentProducer
+from framework.producer.confluent import ConfluentProducer
 from framework.errors import ProducerError
-from framework.partitioning import partition_for_key
+from framework.producer.partitioning import partition_for_key
 from tests.integration.test_producer_kafka import (_BadLinesHandler, _plugin_producer, _produce_cmd, _wait_for_records,
                                                    header, metrics_class, positions, read_topic, unique,
                                                    write_metrics)

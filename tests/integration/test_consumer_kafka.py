@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 
 from apps.consumers import METRICS_SCHEMA, WORKORDER_SCHEMA
 from framework.admin import KafkaAdmin
-from framework.consumer import CONSUMERS, ConsumerSparkABC
-from framework.writers import ParquetWriter
+from framework.consumer.base import CONSUMERS, ConsumerSparkABC
+from framework.sinks import ParquetWriter
 
 pytestmark = pytest.mark.integration
 

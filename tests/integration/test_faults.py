@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from framework.admin import KafkaAdmin
-from framework.local_broker import free_port
-from framework.local_cluster import LocalKafkaCluster
+from framework.local.kafka_broker import free_port
+from framework.local.kafka_cluster import LocalKafkaCluster
 from framework.settings import Settings
 from framework.testing import running_local_broker
 from tests.integration.pipeline_procs import (Pipeline, assert_tables_hold_exactly, checkpoint_logs, generate_data,

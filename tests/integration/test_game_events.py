@@ -15,9 +15,9 @@ from apps.game_api import KEY_FIELD, create_game_app
 from apps.game_consumers import GameEventsConsumer
 from apps.game_load import LoadGenerator, LoadPlan
 from framework.commands.query import register_tables
-from framework.consumer import CONSUMERS
-from framework.event_log import KafkaEventLog
-from framework.writers import ParquetWriter
+from framework.consumer.base import CONSUMERS
+from framework.producer.event_log import KafkaEventLog
+from framework.sinks import ParquetWriter
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from framework.local_broker import free_port
+from framework.local.kafka_broker import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

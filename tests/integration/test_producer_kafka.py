@@ -23,8 +23,8 @@ import pytest
 
 from apps.api import create_app, serve_in_thread
 from apps.producers import MetricsProducer
-from framework.partitioning import partition_for_key
-from framework.producer import PRODUCERS
+from framework.producer.partitioning import partition_for_key
+from framework.producer.base import PRODUCERS
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The shipped Parquet consumer, unchanged, on a Spark standalone cluster: exact rows, work done by the executors.
 
-A master and two workers (framework.testing.spark_cluster.LocalSparkCluster),
+A master and two workers (framework.local.spark_cluster.LocalSparkCluster),
 the real API and producers filling ``metrics`` and ``workorder`` on the session
 broker from a small generated dataset, then ``cmd/consume_cmd.py parquet
 --bounded`` as a subprocess with ``PIPELINE_SPARK_MASTER=<master URL>`` and
@@ -15,10 +15,10 @@ import contextlib
 import pytest
 
 from framework.admin import KafkaAdmin
-from framework.local_broker import _alive
+from framework.local.kafka_broker import _alive
 from framework.settings import Settings
 from framework.testing import running_local_broker
-from framework.testing.spark_cluster import LocalSparkCluster
+from framework.local.spark_cluster import LocalSparkCluster
 from tests.integration.pipeline_procs import Pipeline, assert_tables_hold_exactly, generate_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

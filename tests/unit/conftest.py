@@ -20,7 +20,7 @@ def local_spark_session():
 @pytest.fixture
 def restore_consumer_registry():
     """Consumer classes declared by a test do not stay registered."""
-    from framework.consumer import CONSUMERS
+    from framework.consumer.base import CONSUMERS
 
     saved = dict(CONSUMERS._classes)
     yield

@@ -7,18 +7,18 @@ import math
 import orjson
 import pytest
 
-from framework.bench import sweep as sweep_module
-from framework.bench.clients import NullProducer, TimedProducer
-from framework.bench.command import build_parser, options_from_args
-from framework.bench.errors import BenchError, ReferenceToolError
-from framework.bench.perftool import parse_summary, perf_command, producer_props
-from framework.bench.producers import producer_class, forget, run_timed
-from framework.bench.report import BenchReport, Figure, Table, figures_table, fmt, markdown_table
-from framework.bench.runner import SECTIONS, check_sections
-from framework.bench.stats import LatencySummary, Throughput, median, percentile, ratio
-from framework.bench.sweep import (SweepGrid, SweepPoint, SweepResult, parse_values, recommend)
-from framework.bench.synthetic import MIN_PADDED_SIZE, MemoryNdjsonSession, SyntheticRecords, paced_ranges
-from framework.http_stream import NdjsonStream
+from bench import sweep as sweep_module
+from bench.clients import NullProducer, TimedProducer
+from bench.command import build_parser, options_from_args
+from bench.errors import BenchError, ReferenceToolError
+from bench.perftool import parse_summary, perf_command, producer_props
+from bench.producers import producer_class, forget, run_timed
+from bench.report import BenchReport, Figure, Table, figures_table, fmt, markdown_table
+from bench.runner import SECTIONS, check_sections
+from bench.stats import LatencySummary, Throughput, median, percentile, ratio
+from bench.sweep import (SweepGrid, SweepPoint, SweepResult, parse_values, recommend)
+from bench.synthetic import MIN_PADDED_SIZE, MemoryNdjsonSession, SyntheticRecords, paced_ranges
+from framework.sources.http import NdjsonStream
 from framework.settings import Settings
 from framework.testing.producer import InMemoryKafka, RecordingProducer
 

@@ -18,11 +18,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from kafka.errors import KafkaTimeoutError
 
-from framework.confluent_producer import (ConfluentDeliveryError, ConfluentProducer, ConfluentProducerError,
+from framework.producer.confluent import (ConfluentDeliveryError, ConfluentProducer, ConfluentProducerError,
                                           producer_config)
 from framework.errors import ProducerError, SettingsError
-from framework.producer import PRODUCERS, ProducerABC
-from framework.producer_clients import KafkaFailure, ProducerClients
+from framework.producer.base import PRODUCERS, ProducerABC
+from framework.producer.clients import KafkaFailure, ProducerClients
 from framework.settings import Settings
 from framework.testing.producer import (FakeAdmin, FakeConsumer, FakeNdjsonSession, InMemoryKafka, RecordedMessage,
                                         RecordingProducer)
@@ -207,7 +207,7 @@ def test_an_unreachable_broker_at_build_time_is_a_kafka_failure_and_the_client_i
 
 
 def test_no_broker_behind_the_address_is_a_kafka_failure_with_the_real_librdkafka(settings, monkeypatch):
-    monkeypatch.setattr("framework.producer_clients.CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr("framework.producer.clients.CONNECT_TIMEOUT", 0.5)
     clients = ProducerClients(settings.replace(kafka_bootstrap_servers="127.0.0.1:1"), "unit", client="confluent")
     with pytest.raises(KafkaFailure, match=r"connecting the producer \(librdkafka\) failed: .*(transport|timed out)"):
         clients.producer()

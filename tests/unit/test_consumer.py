@@ -16,14 +16,14 @@ import pytest
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
 from framework.commands import consume as consume_command
-from framework.consumer import CONSUMERS, ConsumerSparkABC
+from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.errors import ConsumerError, DeclarationError, RegistryError
-from framework.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS, kafka_frame, resolve_schema, split_valid_invalid
-from framework.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, batch_report,
+from framework.consumer.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS, kafka_frame, resolve_schema, split_valid_invalid
+from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, batch_report,
                                 checkpoint_is_fresh, committed_offsets, lag)
-from framework.queries import BatchInterrupted, QueryGroup
+from framework.consumer.queries import BatchInterrupted, QueryGroup
 from framework.testing.consumer import RecordingWriter, kafka_like_frame, parse_values, run_batch
-from framework.writers import MARKER, STAGING, BatchPublisher, ConsoleWriter, ForeachBatchWriter, ParquetWriter
+from framework.sinks import MARKER, STAGING, BatchPublisher, ConsoleWriter, ForeachBatchWriter, ParquetWriter
 
 METRICS = StructType([
     StructField("id", IntegerType(), nullable=False),
@@ -399,8 +399,8 @@ def test_unknown_name_exits_non_zero_with_the_available_names(capsys):
 def test_module_option_finds_user_consumers(monkeypatch, capsys):
     module = types.ModuleType("unit_user_consumers")
     monkeypatch.setitem(sys.modules, "unit_user_consumers", module)
-    exec("from framework.consumer import ConsumerSparkABC\n"
-         "from framework.writers import ConsoleWriter\n"
+    exec("from framework.consumer.base import ConsumerSparkABC\n"
+         "from framework.sinks import ConsoleWriter\n"
          "class Mine(ConsumerSparkABC):\n"
          "    name = 'unit-mine'\n    topics = ['events']\n    schema = 'a INT'\n    writer = ConsoleWriter()\n",
          module.__dict__)
@@ -516,7 +516,7 @@ def test_wait_returns_as_soon_as_the_last_query_ends():
 
 
 def test_a_small_planned_batch_is_collected_and_written_like_sparks_own_file(spark, unit_settings):
-    from framework.writers import planning
+    from framework.sinks import planning
 
     consumer = declare(name="unit-collect", writer=ParquetWriter(collect_below=1000))(unit_settings, spark=spark)
     consumer.bound_writer.prepare("metrics", fresh_checkpoint=True)
@@ -535,7 +535,7 @@ def test_a_small_planned_batch_is_collected_and_written_like_sparks_own_file(spa
 
 
 def test_planned_records_reads_the_batch_range_from_the_offset_log(tmp_path):
-    from framework.progress import planned_records
+    from framework.consumer.progress import planned_records
 
     (tmp_path / "sources" / "0").mkdir(parents=True)
     (tmp_path / "offsets").mkdir()

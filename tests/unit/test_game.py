@@ -18,15 +18,15 @@ from apps.game_consumers import GameEventsConsumer
 from apps.game_load import (DEFAULT_GUILDS, DEFAULT_MIX, LoadGenerator, LoadPlan, LoadPlanError, TicketSequence,
                             parse_mix)
 from framework.commands.query import register_tables
-from framework.consumer import CONSUMERS, ConsumerSparkABC
+from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.errors import DeclarationError, EventLogError
-from framework.event_log import InMemoryEventLog, KafkaEventLog, _producer_config
-from framework.local_broker import free_port
-from framework.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS
+from framework.producer.event_log import InMemoryEventLog, KafkaEventLog, _producer_config
+from framework.local.kafka_broker import free_port
+from framework.consumer.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS
 from framework.settings import Settings
 from framework.testing.consumer import RecordingWriter, parse_values, run_batch
 from framework.testing.producer import FakeAdmin, InMemoryKafka, RecordingProducer
-from framework.writers import MARKER, ParquetWriter
+from framework.sinks import MARKER, ParquetWriter
 
 
 pytestmark = pytest.mark.usefixtures("restore_consumer_registry")

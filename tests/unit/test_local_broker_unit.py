@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from framework.errors import BrokerError, JavaNotFoundError
-from framework.jars import _ivy_module, java_executable
-from framework.local_broker import LocalKafkaBroker, _cluster_id, free_port
+from framework.local.jars import _ivy_module, java_executable
+from framework.local.kafka_broker import LocalKafkaBroker, _cluster_id, free_port
 from framework.settings import Settings
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from framework.commands.broker import main as broker_main
 from framework.errors import BrokerError, FrameworkError, SettingsError
-from framework.local_broker import LocalKafkaBroker, _alive
-from framework.local_cluster import LocalKafkaCluster, local_kafka, replication_properties
+from framework.local.kafka_broker import LocalKafkaBroker, _alive
+from framework.local.kafka_cluster import LocalKafkaCluster, local_kafka, replication_properties
 from framework.settings import Settings
 from framework.spark import spark_conf
-from framework.testing.spark_cluster import LocalSparkCluster, _stop_group, spark_home
+from framework.local.spark_cluster import LocalSparkCluster, _stop_group, spark_home
 
 
 def _props(node: LocalKafkaBroker) -> dict[str, str]:

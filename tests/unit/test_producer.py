@@ -13,10 +13,10 @@ import requests
 from framework.commands.produce import main as produce_main
 from framework.commands.produce import run_producers
 from framework.errors import DeclarationError, ProducerError, RegistryError, StreamError
-from framework.http_stream import line_position
-from framework.partitioning import Partitioner, partition_for_key
-from framework.producer import PRODUCERS, ProducerABC
-from framework.resume import ResumeState
+from framework.sources.http import line_position
+from framework.producer.partitioning import Partitioner, partition_for_key
+from framework.producer.base import PRODUCERS, ProducerABC
+from framework.producer.resume import ResumeState
 from framework.settings import Settings
 from framework.testing.producer import FakeNdjsonSession, InMemoryKafka, RecordingProducer
 
@@ -262,7 +262,7 @@ def test_resume_skips_exactly_what_each_partition_holds(settings):
 
 
 def test_resume_state_is_read_per_partition(settings):
-    from framework.resume import read_resume_state
+    from framework.producer.resume import read_resume_state
     from framework.testing.producer import FakeConsumer
 
     data = records(60, keys=3)
@@ -473,7 +473,7 @@ def test_command_fails_clearly_when_kafka_does_not_answer(capsys, monkeypatch):
 
 
 def test_kafka_producer_is_built_lazily_with_the_delivery_settings(settings, mocker):
-    from framework.producer_clients import ProducerClients
+    from framework.producer.clients import ProducerClients
 
     built = mocker.patch("kafka.KafkaProducer", return_value=RecordingProducer())
     clients = ProducerClients(settings.replace(producer_compression="gzip", producer_linger_ms=7,

@@ -1,0 +1,155 @@
+"""``python cmd/bench_cmd.py [--quick] [--only SECTIONS] [--out DIR] ...``: measure the pipeline.
+
+Runs against a local Kafka broker it starts on free ports (and stops), or
+against ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` when set. Progress goes to stderr;
+the result tables go to stdout and, with ``results.json`` and the sweep plot,
+into ``bench_results/<timestamp>/`` (or ``--out``). Exit code 0, or 1 when a
+section failed (the others are still measured and saved).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from framework import cli
+from bench.consume import ConsumeOptions
+from bench.latency import LatencyOptions
+from bench.produce import ProduceOptions
+from bench.profile import ProfileOptions
+from bench.runner import SECTIONS, BenchOptions, check_sections, run_bench
+from bench.sweep import FULL_GRID, QUICK_GRID, SweepGrid, SweepOptions, parse_values
+from framework.settings import Settings
+
+#: (quick, full) defaults of the size options
+DEFAULTS = {
+    "repeat": (2, 3),
+    "records": (100_000, 500_000),
+    "consume_records": (300_000, 2_000_000),
+    "consume_repeat": (1, 3),
+    "latency_seconds": (20.0, 60.0),
+    "sweep_records": (30_000, 100_000),
+    "profile_records": (30_000, 200_000),
+    "processes": ("1,2", "1,2,3"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("Benchmark the pipeline (produce, consume, end-to-end latency, API, producer configuration "
+                   "sweep, produce-path profile), each figure next to a reference measured in the same run.")
+    p.add_argument("--quick", action="store_true", help="small counts: a few minutes in all")
+    p.add_argument("--only", default=",".join(SECTIONS), metavar="SECTIONS",
+                   help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where to save results.json, results.md and sweep.png (default: bench_results/<timestamp>)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="interleaved repeats of ours and the reference, medians reported (quick 2, full 3)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary work directory (broker data, tables)")
+    p.add_argument("--verbose", action="store_true", help="show the framework's own log lines too")
+    g = p.add_argument_group("produce and api")
+    g.add_argument("--records", type=int, default=None, help="records per produce run (quick 100000, full 500000)")
+    g.add_argument("--record-size", type=int, default=None, metavar="BYTES",
+                   help="synthetic record size for produce and sweep (default: natural metrics records, ~56 B)")
+    g = p.add_argument_group("consume")
+    g.add_argument("--consume-records", type=int, default=None,
+                   help="records in the topic (quick 300000, full 2000000)")
+    g.add_argument("--consume-repeat", type=int, default=None, help="repeats of the consume runs (quick 1, full 3)")
+    g = p.add_argument_group("latency")
+    g.add_argument("--latency-rate", type=float, default=1000.0, help="records/s through the pipeline (default 1000)")
+    g.add_argument("--latency-seconds", type=float, default=None, help="how long to produce (quick 20, full 60)")
+    g.add_argument("--trigger-seconds", type=float, default=1.0, help="consumer trigger (default 1)")
+    g.add_argument("--warmup-seconds", type=float, default=3.0,
+                   help="records of the first seconds left out of the latency figures (default 3)")
+    g = p.add_argument_group("sweep (each takes a comma-separated list)")
+    g.add_argument("--partitions", default=None, help="topic partitions (quick 3, full 1,3)")
+    g.add_argument("--batch-size", default=None, help="producer batch.size in bytes (default 16384,65536)")
+    g.add_argument("--linger-ms", default=None, help="producer linger.ms (default 0,20)")
+    g.add_argument("--compression", default=None, help="none, gzip, snappy, lz4, zstd (quick none, full none,gzip)")
+    g.add_argument("--acks", default=None, help="0, 1, all (default 1,all)")
+    g.add_argument("--sweep-records", type=int, default=None, help="records per point (quick 30000, full 100000)")
+    g.add_argument("--rate", type=float, default=0.0,
+                   help="records/s the synthetic feed offers at each point (default 0: as fast as possible)")
+    g.add_argument("--latency-budget-ms", type=float, default=250.0,
+                   help="p99 a recommended configuration must keep (default 250)")
+    g.add_argument("--no-sweep-reference", action="store_true",
+                   help="do not run kafka-producer-perf-test at each sweep point")
+    g = p.add_argument_group("profile")
+    g.add_argument("--profile-records", type=int, default=None,
+                   help="records per profile run (quick 30000, full 200000)")
+    g.add_argument("--processes", default=None, help="producer process counts to try (quick 1,2, full 1,2,3)")
+    return p
+
+
+def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOptions:
+    """Turn the parsed flags into :class:`BenchOptions` (every value checked before anything starts)."""
+    from bench.errors import BenchError
+
+    mode = 0 if args.quick else 1
+
+    def pick(name: str):
+        value = getattr(args, name, None)
+        return DEFAULTS[name][mode] if value is None else value
+
+    for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records"):
+        if pick(name) < 1:
+            raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
+    base = QUICK_GRID if args.quick else FULL_GRID
+    grid = SweepGrid(
+        partitions=parse_values(args.partitions, "--partitions") if args.partitions else base.partitions,
+        batch_size=parse_values(args.batch_size, "--batch-size") if args.batch_size else base.batch_size,
+        linger_ms=parse_values(args.linger_ms, "--linger-ms") if args.linger_ms else base.linger_ms,
+        compression=parse_values(args.compression, "--compression", str) if args.compression else base.compression,
+        acks=parse_values(args.acks, "--acks", str) if args.acks else base.acks)
+    grid.check()
+    out = args.out or Path("bench_results") / time.strftime("%Y%m%d-%H%M%S")
+    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench_cmd.py") else ""
+    return BenchOptions(
+        sections=check_sections([s.strip() for s in args.only.split(",") if s.strip()]),
+        out_dir=out, quick=args.quick, keep=args.keep,
+        command=f"python cmd/bench_cmd.py {argv}".strip(),
+        produce=ProduceOptions(records=pick("records"), repeat=pick("repeat"), partitions=settings.topic_partitions,
+                               record_size=args.record_size),
+        consume=ConsumeOptions(records=pick("consume_records"), repeat=pick("consume_repeat"),
+                               partitions=settings.topic_partitions),
+        latency=LatencyOptions(rate=args.latency_rate, seconds=pick("latency_seconds"), trigger=args.trigger_seconds,
+                               warmup=args.warmup_seconds, partitions=settings.topic_partitions),
+        sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
+                           reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
+        profile=ProfileOptions(records=pick("profile_records"),
+                               processes=parse_values(pick("processes"), "--processes")))
+
+
+def _main(args: argparse.Namespace, settings: Settings) -> int:
+    options = options_from_args(args, settings)
+    grid_points = len(options.sweep.grid.points())
+    if not args.verbose:
+        _bench_logging(settings.log_level)
+    from framework.log import get_logger
+
+    get_logger("bench").info("Benchmark: sections {} ({} mode{}); results into {}", ", ".join(options.sections),
+                             "quick" if options.quick else "full",
+                             f", {grid_points} sweep points" if "sweep" in options.sections else "", options.out_dir)
+    report = run_bench(settings, options)
+    print(report.markdown())
+    print(f"Saved {options.out_dir / 'results.json'} and {options.out_dir / 'results.md'}"
+          + (f" and {options.out_dir / report.plots[0]}" if report.plots else ""))
+    sys.stdout.flush()
+    return 1 if report.errors else 0
+
+
+def _bench_logging(level: str) -> None:
+    """One stderr sink: the benchmark's progress, and warnings or worse from everything else."""
+    from loguru import logger
+
+    from framework.log import FORMAT
+
+    threshold = logger.level(level.upper()).no
+    logger.remove()
+    logger.add(sys.stderr, format=FORMAT, level=level.upper(), backtrace=False, diagnose=False,
+               filter=lambda r: r["extra"].get("component") == "bench" or r["level"].no >= max(threshold, 30))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(build_parser(), _main, argv)

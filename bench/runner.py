@@ -1,0 +1,114 @@
+"""Run the selected benchmark sections in one environment and collect one :class:`BenchReport`.
+
+Sections, in the order they run: ``produce``, ``api`` (both share one
+interleaved loop), ``consume``, ``latency``, ``sweep``, ``profile``. A section
+that fails is recorded in the report (``errors``) and the others still run.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.consume import ConsumeOptions, run_consume
+from bench.environment import BenchEnvironment
+from bench.errors import BenchError
+from bench.latency import LatencyOptions, run_latency
+from bench.produce import ProduceOptions, run_produce_and_api
+from bench.profile import ProfileOptions, run_profile
+from bench.report import BenchReport
+from bench.sweep import SweepOptions, run_sweep
+from framework.log import get_logger
+from framework.settings import Settings
+
+log = get_logger("bench")
+
+SECTIONS = ("produce", "api", "consume", "latency", "sweep", "profile")
+PLOT_FILE = "sweep.png"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything a run needs besides the settings (the command builds it from its flags)."""
+
+    sections: tuple[str, ...]
+    out_dir: Path
+    produce: ProduceOptions
+    consume: ConsumeOptions
+    latency: LatencyOptions
+    sweep: SweepOptions
+    profile: ProfileOptions
+    quick: bool = False
+    keep: bool = False
+    command: str = "python cmd/bench_cmd.py"
+    extra: dict = field(default_factory=dict)
+
+
+def check_sections(names: list[str]) -> tuple[str, ...]:
+    """The sections named (in run order); :class:`BenchError` lists the valid ones for an unknown name."""
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise BenchError(f"Unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}.")
+    if not names:
+        raise BenchError(f"--only needs at least one section: {', '.join(SECTIONS)}.")
+    return tuple(s for s in SECTIONS if s in names)
+
+
+def run_bench(settings: Settings, options: BenchOptions) -> BenchReport:
+    """Start the environment, run every selected section, stop everything, save and return the report."""
+    started = time.monotonic()
+    report = BenchReport(started=time.strftime("%Y-%m-%d %H:%M:%S"), command=options.command,
+                         environment=_machine(settings))
+    with BenchEnvironment(settings, keep=options.keep) as env:
+        report.environment["kafka"] = (f"local broker {settings.kafka_version}" if env.broker
+                                       else f"cluster at {settings.bootstrap_servers}")
+        selected = options.sections
+        steps = [s for s in selected if s != "api" or "produce" not in selected]
+        for number, section in enumerate(steps, start=1):
+            title = "produce + api" if section == "produce" and "api" in selected else section
+            log.info("=== section {}/{}: {} ===", number, len(steps), title)
+            began = time.monotonic()
+            try:
+                _run_section(section, env, options, report)
+            except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+                report.errors[title] = f"{type(exc).__name__}: {exc}"
+                log.opt(exception=exc).error("Section {} failed: {}", title, exc)
+            log.info("=== {} done in {:.0f} s ===", title, time.monotonic() - began)
+    report.environment["load average after"] = _load()
+    report.elapsed_s = time.monotonic() - started
+    report.save(options.out_dir)
+    return report
+
+
+def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, report: BenchReport) -> None:
+    selected = options.sections
+    if section in ("produce", "api"):
+        run_produce_and_api(env, options.produce, report, produce="produce" in selected, api="api" in selected)
+    elif section == "consume":
+        run_consume(env, options.consume, report)
+    elif section == "latency":
+        run_latency(env, options.latency, report)
+    elif section == "sweep":
+        run_sweep(env, options.sweep, report, plot_path=options.out_dir / PLOT_FILE)
+    elif section == "profile":
+        run_profile(env, options.profile, report)
+
+
+def _machine(settings: Settings) -> dict[str, str]:
+    import kafka
+    import pyspark
+
+    from bench.clients import confluent_available
+
+    return {"cores": str(os.cpu_count()), "load average before": _load(), "python": platform.python_version(),
+            "kafka-python": kafka.__version__, "pyspark": pyspark.__version__, "spark": settings.spark_master,
+            "confluent-kafka": "available" if confluent_available() else "not installed"}
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"

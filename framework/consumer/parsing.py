@@ -1,0 +1,311 @@
+"""Parse Kafka values as JSON records and split them into valid rows and quarantine rows.
+
+Pure DataFrame functions: they work on a streaming micro-batch and on a static
+DataFrame alike, so a schema can be unit-tested without a broker (see
+:mod:`framework.testing.consumer`).
+
+Column contract
+---------------
+Input (:func:`kafka_frame` builds it from Spark's Kafka source): the raw value
+as a string in ``raw_value`` plus the Kafka metadata columns below.
+
+Valid rows: the top-level fields of the schema, in schema order, followed by the
+metadata columns
+
+=================== ========= ==============================================
+``kafka_topic``     string    topic the record was read from
+``kafka_partition`` int       partition
+``kafka_offset``    bigint    offset in the partition (unique per partition)
+``kafka_timestamp`` timestamp Kafka record timestamp (producer or log time)
+``kafka_key``       string    record key (UTF-8), null when the record has none
+=================== ========= ==============================================
+
+These names are *reserved*: a schema that declares a field with one of them
+(compared case-insensitively, as Spark does) is refused with
+:class:`~framework.errors.DeclarationError`, so record fields and metadata can
+never clash.
+
+Quarantine rows: ``raw_value`` (string), ``kafka_topic``, ``kafka_partition``,
+``kafka_offset``, ``kafka_timestamp`` and ``reason``, one sentence such as
+
+- ``empty value``
+- ``not valid JSON``
+- ``not a JSON object (got an array)``
+- ``missing required field 'id'`` / ``required field 'id' is null``
+- ``field 'val' expected double, got "abc"`` (several problems are joined by ``; ``)
+
+What is checked: the value must be a JSON object; every *top-level* field that
+is present and not JSON ``null`` must parse to its declared type (Spark's JSON
+rules: ``"4"`` is not an int, ``4`` is a valid double, any value is a valid
+string); a field declared NOT NULL (``nullable=False``) must be present and not
+``null``. Fields that are not in the schema are ignored. Inside nested structs
+Spark's permissive parsing applies (an unparsable leaf becomes null).
+
+To split one topic into several tables by the value of a field, each with its
+own schema, see :mod:`framework.consumer.routing` (same columns, same reasons).
+"""
+from __future__ import annotations
+
+from functools import reduce
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+
+from framework.errors import DeclarationError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+SchemaLike = Union["StructType", str]
+
+RAW_COLUMN = "raw_value"
+REASON_COLUMN = "reason"
+METADATA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key")
+QUARANTINE_COLUMNS = (RAW_COLUMN, "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
+                      REASON_COLUMN)
+RESERVED_NAMES = frozenset(n.lower() for n in (*METADATA_COLUMNS, RAW_COLUMN, REASON_COLUMN))
+
+# internal working columns, dropped before anything is written
+_RECORD = "__pipeline_record"
+_REASON = "__pipeline_reason"
+_MAX_SHOWN = 80  # characters of an offending value quoted in a reason
+
+
+def kafka_frame(df: "DataFrame") -> "DataFrame":
+    """Rename the columns of Spark's Kafka source into ``raw_value`` + the metadata columns."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        F.col("value").cast("string").alias(RAW_COLUMN),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").cast("int").alias("kafka_partition"),
+        F.col("offset").cast("long").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").cast("string").alias("kafka_key"),
+    )
+
+
+def check_schema_per_name(label: str, lead: str, schema: Mapping, names: Sequence[str], outside: str) -> None:
+    """Check that ``schema`` (a dict) has exactly one valid schema for each of ``names``.
+
+    The error reads ``"<lead>; missing: 'a'; <outside>: 'b'."``; each schema is
+    checked as ``<label>[<name>]``. Raises :class:`DeclarationError`.
+    """
+    missing = [n for n in names if n not in schema]
+    extra = [n for n in schema if n not in names]
+    if missing or extra:
+        raise DeclarationError(
+            f"{lead}; "
+            + (f"missing: {', '.join(map(repr, missing))}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"{outside}: {', '.join(map(repr, extra))}" if extra else "") + ".")
+    for name in names:
+        check_schema(schema[name], f"{label}[{name!r}]")
+
+
+def check_schema(schema: Any, owner: str = "schema") -> None:
+    """Check what can be checked without Spark; raise :class:`DeclarationError` naming ``owner``.
+
+    A ``StructType`` must have at least one field and no reserved name; a DDL
+    string must be non-empty (it is parsed by :func:`resolve_schema`, which
+    needs a running Spark).
+    """
+    from pyspark.sql.types import StructType
+
+    if isinstance(schema, str):
+        if not schema.strip():
+            raise DeclarationError(f"{owner} is an empty DDL string; declare fields like "
+                                   "'id INT NOT NULL, time TIMESTAMP, val DOUBLE'.")
+        return
+    if not isinstance(schema, StructType):
+        raise DeclarationError(
+            f"{owner} must be a pyspark StructType or a DDL string like 'id INT NOT NULL, val DOUBLE', "
+            f"not {type(schema).__name__} {schema!r}.")
+    if not schema.fields:
+        raise DeclarationError(f"{owner} declares no fields; a record needs at least one.")
+    clashes = [f.name for f in schema.fields if f.name.lower() in RESERVED_NAMES]
+    if clashes:
+        raise DeclarationError(
+            f"{owner} declares field(s) {', '.join(map(repr, clashes))}, which are reserved for the "
+            f"Kafka metadata and quarantine columns ({', '.join(sorted(RESERVED_NAMES))}); rename them.")
+    names = [f.name.lower() for f in schema.fields]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DeclarationError(f"{owner} declares field(s) {', '.join(map(repr, dupes))} more than once.")
+
+
+def resolve_schema(schema: SchemaLike, spark: "SparkSession | None" = None, owner: str = "schema") -> "StructType":
+    """``schema`` as a checked ``StructType``; a DDL string is parsed with Spark's own parser.
+
+    Parsing a DDL string needs an active SparkSession (``spark`` or the active one).
+    """
+    from pyspark.sql.types import StructType
+
+    check_schema(schema, owner)
+    if isinstance(schema, StructType):
+        return schema
+    from pyspark import SparkContext
+
+    if spark is None and SparkContext._active_spark_context is None:
+        raise DeclarationError(f"{owner} {schema!r} is a DDL string, which only a running Spark can parse; "
+                               "pass spark= or declare a StructType.")
+    try:
+        parsed = StructType.fromDDL(schema)
+    except Exception as exc:  # noqa: BLE001 - Spark's ParseException, reported as a sentence
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeclarationError(f"{owner} {schema!r} is not a valid Spark DDL schema: {first}") from None
+    if not isinstance(parsed, StructType):
+        raise DeclarationError(f"{owner} {schema!r} is a single type, not a list of fields like 'id INT, val DOUBLE'.")
+    check_schema(parsed, owner)
+    return parsed
+
+
+def parse_records(df: "DataFrame", schema: "StructType") -> "DataFrame":
+    """``df`` plus a parsed-record column and a reason column (null for a valid row).
+
+    ``df`` must have a ``raw_value`` column (string or binary). The result is
+    meant to be cached and split with :func:`split_parsed`; each value is parsed
+    once with the typed schema, and only rows with a null field are examined
+    further (as a map of JSON values, to tell "absent" from "wrong type").
+    """
+    from pyspark.sql import functions as F
+
+    raw = F.col(RAW_COLUMN).cast("string")
+    record = F.from_json(raw, schema)
+    return (df.withColumn(RAW_COLUMN, raw)
+              .withColumn(_RECORD, record)
+              .withColumn(_REASON, _reason(F.col(RAW_COLUMN), F.col(_RECORD), schema)))
+
+
+def split_parsed(parsed: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
+    """(valid rows, quarantine rows) of a :func:`parse_records` result (see the column contract)."""
+    return valid_rows(parsed), quarantine_rows(parsed)
+
+
+def valid_rows(parsed: "DataFrame") -> "DataFrame":
+    """The rows of a :func:`parse_records` result without a reason: the record's fields + the metadata."""
+    from pyspark.sql import functions as F
+
+    meta = [c for c in METADATA_COLUMNS if c in parsed.columns]
+    return parsed.where(F.col(_REASON).isNull()).select(f"{_RECORD}.*", *meta)
+
+
+def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
+    """The rows of a parse result that have a reason, with the quarantine columns (shared with routing)."""
+    from pyspark.sql import functions as F
+
+    quarantine_cols = [F.col(_REASON).alias(REASON_COLUMN) if c == REASON_COLUMN else F.col(c)
+                       for c in QUARANTINE_COLUMNS if c in parsed.columns or c == REASON_COLUMN]
+    return parsed.where(F.col(_REASON).isNotNull()).select(*quarantine_cols)
+
+
+def split_valid_invalid(df: "DataFrame", schema: SchemaLike) -> tuple["DataFrame", "DataFrame"]:
+    """Parse ``df.raw_value`` with ``schema``: (valid rows, quarantine rows).
+
+    Every input row lands in exactly one of the two frames. ``schema`` may be a
+    DDL string (parsed with ``df``'s session).
+    """
+    return split_parsed(parse_records(df, resolve_schema(schema, df.sparkSession)))
+
+
+def count_parsed(parsed: "DataFrame") -> tuple[int, int]:
+    """(valid, quarantined) row counts of a :func:`parse_records` result, in one Spark job."""
+    row = parsed.agg(*_count_columns()).collect()[0]
+    return int(row["valid"] or 0), int(row["invalid"] or 0)
+
+
+def _count_columns() -> list["Column"]:
+    """The aggregates ``valid`` and ``invalid`` (rows without / with a reason) of a parse result."""
+    from pyspark.sql import functions as F
+
+    return [F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"), F.count(F.col(_REASON)).alias("invalid")]
+
+
+def observe_counts(parsed: "DataFrame") -> tuple[Any, "DataFrame"]:
+    """(observation, frame): ``parsed`` with its valid and quarantined rows counted as it is computed.
+
+    The counts are ready (:func:`observed_counts`) once an action has computed
+    *every* row of the frame (a full write does; ``show()`` or ``limit()`` do
+    not). The observation also keeps Spark from pushing the valid-row filter
+    below the parse, where it would parse each value once per field.
+    """
+    from pyspark.sql import Observation
+
+    observation = Observation()
+    return observation, parsed.observe(observation, *_count_columns())
+
+
+def observed_counts(observation: Any) -> tuple[int, int]:
+    """(valid, quarantined) from an :func:`observe_counts` observation, after the action."""
+    row = observation.get
+    return int(row.get("valid") or 0), int(row.get("invalid") or 0)
+
+
+# --------------------------------------------------------------------------- reasons
+def _reason(raw: "Column", record: "Column", schema: "StructType") -> "Column":
+    from pyspark.sql import functions as F
+
+    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
+    values = F.from_json(raw, "map<string,variant>")  # JSON object -> {key: JSON value}; else null
+    detail = (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
+               .when(values.isNull(), _not_object_reason(raw))
+               .otherwise(field_problems(record, schema, values)))
+    return F.when(all_present, F.lit(None).cast("string")).otherwise(detail)
+
+
+def field_problems(record: "Column", schema: "StructType", values: "Column") -> "Column":
+    """The field problems of a JSON object parsed as ``record``, joined by ``; ``; null when there is none.
+
+    ``values`` is the same object as ``map<string,variant>`` (tells "absent" from
+    "wrong type"). Shared with :mod:`framework.consumer.routing`.
+    """
+    from pyspark.sql import functions as F
+
+    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
+    per_field = [_field_reason(f.name, f.dataType.simpleString(), f.nullable, record, values)
+                 for f in schema.fields]
+    return F.when(all_present, F.lit(None).cast("string")).otherwise(
+        F.nullif(F.concat_ws("; ", *per_field), F.lit("")))
+
+
+def _not_object_reason(raw: "Column") -> "Column":
+    from pyspark.sql import functions as F
+
+    parsed = F.try_parse_json(raw)
+    kind = F.upper(F.schema_of_variant(parsed))
+    got = (F.when(kind.startswith("ARRAY"), F.lit("an array"))
+            .when(kind.startswith("STRING"), F.lit("a string"))
+            .when(kind.startswith("BOOLEAN"), F.lit("a boolean"))
+            .when(kind.startswith("VOID"), F.lit("null"))
+            .otherwise(F.lit("a number")))
+    return (F.when(parsed.isNull(), F.lit("not valid JSON"))
+             .otherwise(F.concat(F.lit("not a JSON object (got "), got, F.lit(")"))))
+
+
+def _field_reason(name: str, type_name: str, nullable: bool, record: "Column", values: "Column") -> "Column":
+    from pyspark.sql import functions as F
+
+    value = values.getItem(name)
+    as_json = F.to_json(value)
+    shown = F.when(F.length(as_json) > _MAX_SHOWN,
+                   F.concat(F.substring(as_json, 1, _MAX_SHOWN), F.lit("..."))).otherwise(as_json)
+    quoted = _quote(name)
+    absent_or_null = value.isNull() | F.is_variant_null(value)
+    if nullable:
+        missing = F.lit(None).cast("string")
+    else:
+        missing = (F.when(value.isNull(), F.lit(f"missing required field {quoted}"))
+                    .otherwise(F.lit(f"required field {quoted} is null")))
+    return (F.when(record[name].isNotNull(), F.lit(None).cast("string"))
+             .when(absent_or_null, missing)
+             .otherwise(F.concat(F.lit(f"field {quoted} expected {type_name}, got "), shown)))
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("'", "\\'") + "'"
+
+
+def schemas_by_topic(schema: SchemaLike | Mapping[str, SchemaLike], topics: list[str]) -> dict[str, SchemaLike]:
+    """One schema per topic from a consumer's ``schema`` attribute (a single one or a dict)."""
+    if isinstance(schema, Mapping):
+        return {topic: schema[topic] for topic in topics}
+    return {topic: schema for topic in topics}
