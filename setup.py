@@ -21,7 +21,9 @@ setup(
         "pyarrow>=15",
         "loguru>=0.7",
         "orjson>=3.10",
-        "matplotlib>=3.8",  # PNG charts of the production report
+        "matplotlib>=3.8",
+        # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
+        "psycopg[binary]>=3.2",  # PNG charts of the production report
     ],
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
     entry_points={

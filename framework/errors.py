@@ -64,3 +64,7 @@ class ApiServerError(FrameworkError):
 
 class EventLogError(FrameworkError):
     """An event could not be logged to Kafka: not acknowledged in time, refused, or not serializable."""
+
+
+class PostgresError(FrameworkError):
+    """The PostgreSQL server (local or configured) could not be started, reached or used."""

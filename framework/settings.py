@@ -75,6 +75,12 @@ def _broker_count(value: Any) -> str | None:
     return None if 1 <= value <= 9 else "a number of local brokers from 1 to 9"
 
 
+def _postgres_url(value: Any) -> str | None:
+    if value == "" or re.match(r"^postgres(ql)?://[^\s/]+(:\d+)?/[^\s]*$", value):
+        return None
+    return "empty (start the local PostgreSQL) or a URL like postgresql://user:password@host:5432/database"
+
+
 def _bootstrap(value: Any) -> str | None:
     if value == "" or all(_HOSTPORT.match(part.strip()) for part in value.split(",")):
         return None
@@ -123,6 +129,13 @@ class Settings:
     producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
     producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _positive)
     # Streaming API
+    # PostgreSQL (sinks, dashboard, Iceberg catalog)
+    postgres_url: str = _setting(
+        "", "PostgreSQL to use, postgresql://user:password@host:port/database; empty means start the local one",
+        _postgres_url)
+    postgres_port: int = _setting(5433, "port of the local PostgreSQL server (127.0.0.1)", _port)
+    postgres_start_timeout: float = _setting(60.0, "seconds to wait for the local PostgreSQL to answer", _positive)
+
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
     api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
@@ -199,6 +212,11 @@ class Settings:
     def local_broker_ports(self) -> list[tuple[int, int]]:
         """(client port, controller port) of each local broker: node i uses BROKER_PORT+2i, CONTROLLER_PORT+2i."""
         return [(self.broker_port + 2 * i, self.broker_controller_port + 2 * i) for i in range(self.broker_count)]
+
+    @property
+    def uses_local_postgres(self) -> bool:
+        """True when no external PostgreSQL server is configured."""
+        return self.postgres_url == ""
 
     @property
     def api_url(self) -> str:
