@@ -40,8 +40,11 @@ def test_command_start_status_stop():
     state.chmod(0o711)
 
     env = {**os.environ, "PIPELINE_STATE_DIR": str(state), "PIPELINE_POSTGRES_PORT": str(free_port())}
-    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "cmd" / "postgres_cmd.py"), *a], env=env,
-                                    capture_output=True, text=True, timeout=120)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "cmd" / "postgres_cmd.py"), *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
     try:
         started = run("start")
         assert started.returncode == 0, started.stderr
