@@ -212,7 +212,7 @@ class Settings:
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for ``--help`` and the README."""
+        """(variable, default, description) of every setting, for ``admin_cmd.py settings``."""
         return [(env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
