@@ -35,7 +35,8 @@ def subcommands() -> tuple[str, ...]:
         from framework.commands import SUBCOMMANDS  # type: ignore[attr-defined]
     except ImportError:
         return FALLBACK_SUBCOMMANDS
-    return tuple(SUBCOMMANDS)
+    # names, a {name: ...} mapping or (name, ...) pairs
+    return tuple(name if isinstance(name, str) else name[0] for name in SUBCOMMANDS)
 
 
 def readme() -> str:
