@@ -230,7 +230,7 @@ class Settings:
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for ``--help`` and the README."""
+        """(variable, default, description) of every setting, for ``admin_cmd.py settings``."""
         return [(env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
@@ -261,3 +261,52 @@ def _convert(var: str, raw: str, f: dataclasses.Field) -> Any:
         expected = {"int": "a whole number", "float": "a number",
                     "bool": "true or false"}.get(kind, kind)
         raise SettingsError(f"{var}={raw!r} is not valid; expected {expected}.") from None
+
+
+def _shown_default(value: Any) -> str:
+    """A default as a user would type it: empty, ``~`` for the home directory, lower-case booleans."""
+    if value == "" or value == Path(""):
+        return "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path):
+        home = Path(os.path.expanduser("~"))
+        if value == home or home in value.parents:
+            return "~/" + value.relative_to(home).as_posix()
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """The text of ``docs/settings.md``: every setting, its default and its description.
+
+    Regenerate the page with ``python cmd/admin_cmd.py settings --markdown > docs/settings.md``;
+    a unit test fails when the page and this text differ. The text does not depend on the
+    environment or the machine (the home directory is shown as ``~``).
+    """
+    def cell(value: Any) -> str:
+        shown = _shown_default(value)
+        return shown if shown == "(empty)" else f"`{shown}`"
+
+    rows = [f"| `{env_name(f.name)}` | {cell(f.default)} | {f.metadata['help']} |"
+            for f in dataclasses.fields(Settings)]
+    return "\n".join([
+        "# Settings",
+        "",
+        "<!-- Generated from framework/settings.py by "
+        "`python cmd/admin_cmd.py settings --markdown > docs/settings.md`; do not edit by hand. -->",
+        "",
+        f"Every setting is an environment variable with the prefix `{PREFIX}`, read once by",
+        "`Settings.from_env()` and checked before anything connects: an unknown `PIPELINE_*` variable",
+        "(with a \"did you mean\") or a malformed value stops every command with one sentence naming it.",
+        "The defaults run everything on one machine (the embedded default, see",
+        "[local services](local-services.md)). `python cmd/admin_cmd.py settings` prints every setting",
+        "with its current value and marks those set in the environment.",
+        "",
+        "In code: `Settings.from_env()`, `Settings.from_env(environ, **overrides)` and",
+        "`settings.replace(field=value)`; field `x_y` is variable `PIPELINE_X_Y`.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
