@@ -23,7 +23,10 @@ setup(
         "orjson>=3.10",
         "matplotlib>=3.8",  # PNG charts of the production report
     ],
-    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
+    package_data={"framework": ["py.typed"]},  # PEP 561: the framework's type hints are part of its API
+    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",
+                             # `make lint` (pyproject.toml holds their configuration)
+                             "ruff>=0.6", "mypy>=1.11"]},
     entry_points={
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.

@@ -10,7 +10,7 @@ from pathlib import Path
 # `python cmd/bench_cmd.py` puts cmd/ first on sys.path; the project root holds the shipped `apps` package.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from bench.command import main  # noqa: E402
+from bench.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@ from pathlib import Path
 # shipped `apps` package (and modules users pass with --module).
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from framework.commands.consume import main  # noqa: E402
+from framework.commands.consume import main
 
 if __name__ == "__main__":
     sys.exit(main())

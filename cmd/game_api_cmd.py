@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the project root holds `apps`
 
-from apps.api import serve_in_thread  # noqa: E402
-from apps.game_api import ACTIONS, EVENTS_TOPIC, KEY_FIELD, create_game_app  # noqa: E402
-from framework.cli import parser, run  # noqa: E402
-from framework.producer.event_log import DEFAULT_TIMEOUT, KafkaEventLog  # noqa: E402
-from framework.settings import Settings  # noqa: E402
+from apps.api import serve_in_thread
+from apps.game_api import ACTIONS, EVENTS_TOPIC, KEY_FIELD, create_game_app
+from framework.cli import parser, run
+from framework.producer.event_log import DEFAULT_TIMEOUT, KafkaEventLog
+from framework.settings import Settings
 
 DEFAULT_PORT = 5001
 

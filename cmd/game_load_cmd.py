@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the project root holds `apps`
 
-from apps.game_load import (ACTIONS, DEFAULT_BASE_URL, DEFAULT_GUILDS, DEFAULT_MIX, LoadGenerator,  # noqa: E402
+from apps.game_load import (ACTIONS, DEFAULT_BASE_URL, DEFAULT_GUILDS, DEFAULT_MIX, LoadGenerator,
                             LoadPlan, parse_mix)
-from framework.cli import parser, run  # noqa: E402
-from framework.settings import Settings  # noqa: E402
+from framework.cli import parser, run
+from framework.settings import Settings
 
 MIX_TEXT = ",".join(f"{name}={weight}" for name, weight in DEFAULT_MIX.items())
 

@@ -24,15 +24,15 @@ import inspect
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, cast
 
 from framework.consumer.declaration import validate_declaration
 from framework.errors import ConsumerError
 from framework.log import get_logger
-from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts, parse_records,
-                               quarantine_rows, resolve_schema, split_parsed, valid_rows)
-from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
-                                committed_offsets, lag, planned_records)
+from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts,
+                                        parse_records, quarantine_rows, resolve_schema, split_parsed, valid_rows)
+from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary,
+                                         checkpoint_is_fresh, committed_offsets, lag, planned_records)
 from framework.consumer.queries import QueryGroup, first_line
 from framework.registry import Registry
 from framework.consumer.routing import Routing, parse_routed, route_tables, write_routed
@@ -41,7 +41,7 @@ from framework.sinks import ForeachBatchWriter, planning
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.streaming.query import StreamingQuery
 
     from framework.admin import KafkaAdmin
 
@@ -213,14 +213,18 @@ class ConsumerSparkABC:
             return None
         if self._routing is None:
             owner = f"{type(self).__qualname__}.schema"
-            schemas = {table: resolve_schema(self.schema[table], self.spark if isinstance(self.schema[table], str)
+            per_table = cast(Mapping[str, SchemaLike], self.schema)  # checked at declaration
+            schemas = {table: resolve_schema(per_table[table], self.spark if isinstance(per_table[table], str)
                                              else None, f"{owner}[{table!r}]")
                        for table in route_tables(self.routes)}
             self._routing = Routing(self.route_field, dict(self.routes), schemas)
         return self._routing
 
     def parse(self, df: "DataFrame", topic: str) -> "DataFrame":
-        """:func:`~framework.consumer.parsing.parse_records` (or :func:`~framework.consumer.routing.parse_routed`) of a Kafka frame."""
+        """:func:`~framework.consumer.parsing.parse_records` of a Kafka frame.
+
+        Or :func:`~framework.consumer.routing.parse_routed` for a routed consumer.
+        """
         routing = self.routing()
         frame = kafka_frame(df)
         return parse_routed(frame, routing) if routing else parse_records(frame, self.schema_for(topic))
@@ -311,7 +315,7 @@ class ConsumerSparkABC:
             self._table_rows.clear()
         try:
             self._check_topics(bounded=mode == "bounded")
-            self.spark  # built (or configured) before the clock starts
+            _ = self.spark  # built (or configured) before the clock starts
             ledger = BatchLedger()
             tracker = ProgressTracker(ledger)
             started = time.monotonic()
@@ -390,7 +394,7 @@ class ConsumerSparkABC:
             stream = stream.trigger(processingTime=f"{int(self.settings.trigger_seconds * 1000)} milliseconds")
         try:
             return stream.start()
-        except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException etc., as one sentence
+        except Exception as exc:
             raise ConsumerError(f"Could not start the query of consumer {self.name!r} for topic {topic!r} "
                                 f"(checkpoint {checkpoint}): {first_line(exc)}") from exc
 

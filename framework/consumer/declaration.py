@@ -8,7 +8,7 @@ declaration fails at import with one sentence naming the class and the attribute
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Any, Mapping
 
 from framework.errors import DeclarationError
 from framework.consumer.parsing import check_schema, check_schema_per_name
@@ -19,7 +19,7 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
-def validate_declaration(cls: type) -> None:
+def validate_declaration(cls: type[Any]) -> None:
     """Check the class attributes of a concrete consumer; :class:`DeclarationError` names class and attribute."""
     where = cls.__qualname__
     for attr in ("name", "topics", "schema", "writer"):
@@ -47,7 +47,7 @@ def validate_declaration(cls: type) -> None:
     routed = check_routes(where, getattr(cls, "route_field", None), getattr(cls, "routes", None), topics, schema,
                           quarantine)  # a routing consumer has one schema per table, checked there
     if not routed:
-        _check_topic_schemas(where, schema, topics)
+        _check_topic_schemas(where, schema, list(topics))
     if isinstance(writer, type) and issubclass(writer, ForeachBatchWriter):
         raise DeclarationError(f"{where}.writer must be a writer instance like {writer.__name__}(), not the class.")
     if not isinstance(writer, ForeachBatchWriter):

@@ -109,6 +109,12 @@ class ProducerABC:
     key_field: ClassVar[str | None] = None
     partitions: ClassVar[int | None] = None
 
+    # run state, reset by each run
+    first_position: int | None
+    last_position: int | None
+    _failure: str | None
+    _next_progress: float
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("abstract", False) or inspect.isabstract(cls):
@@ -116,7 +122,7 @@ class ProducerABC:
         _validate(cls)
         PRODUCERS.register(cls.name, cls)
 
-    def transform(self, record: dict) -> dict | None:
+    def transform(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Return the record to send (possibly changed), or None to drop it. Must be deterministic."""
         return record
 
@@ -208,7 +214,7 @@ class ProducerABC:
         start = self._state.start_position
         self.log.info("Resuming {} at position {} (high-water per partition: {}; acknowledged up to {})",
                       self.topic, start, _describe(self._state), self._state.watermark)
-        self._pending: deque = deque()
+        self._pending: deque[tuple[int, Any, int]] = deque()
         self._acked_through = start - 1
         producer = self._clients.producer()
         params = {} if self.delay is None else {"delay": self.delay}
@@ -242,7 +248,7 @@ class ProducerABC:
                                      f"the line is a JSON {type(record).__name__}, not an object")
         record.pop("_position", None)
         try:
-            out = self.transform(record)
+            out: object = self.transform(record)  # a subclass may break its signature: checked below
         except Exception as exc:  # noqa: BLE001 - a bad record must not stop the stream
             return self._dead_letter(producer, position, line, f"transform() raised {type(exc).__name__}: {exc}")
         if out is None:
@@ -324,7 +330,8 @@ class ProducerABC:
     def _on_delivery_error(self, topic: str, partition: int, position: int, exc: BaseException) -> None:
         """Called in the client's I/O thread. Halts the client so nothing after the failed batch is written."""
         if self._failure is None:
-            self._failure = f"delivery of position {position} to {topic}[{partition}] failed: {type(exc).__name__}: {exc}"
+            self._failure = (f"delivery of position {position} to {topic}[{partition}] failed: "
+                             f"{type(exc).__name__}: {exc}")
             self._clients.halt()
 
     def _flush_and_check(self, producer: Any) -> None:
@@ -358,9 +365,9 @@ class ProducerABC:
         self.sent = self.skipped_existing = self.dead_lettered = self.dropped = 0
         self.retries = self.reconnects = self._bad_lines = 0
         self._acked_through = -1
-        self._failure: str | None = None
-        self.first_position: int | None = None
-        self.last_position: int | None = None
+        self._failure = None
+        self.first_position = None
+        self.last_position = None
         self._started = self._last_progress_at = time.monotonic()
         self._last_progress_sent = 0
         self._next_progress = self._started + self.progress_interval
@@ -382,7 +389,7 @@ class ProducerABC:
                               reconnects=self.reconnects, retries=self.retries, stopped=self._stop.is_set())
 
 
-def _validate(cls: type) -> None:
+def _validate(cls: type[Any]) -> None:
     """Check a concrete subclass's declaration; :class:`DeclarationError` names class and attribute."""
     where = cls.__name__
 

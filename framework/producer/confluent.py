@@ -372,7 +372,7 @@ class ConfluentProducer:
         self._confirmed.add(destination)
 
     def _produce_when_room(self, topic: str, value: bytes | None, key: bytes | None, partition: int,
-                           future: DeliveryFuture, timestamp: int, headers: list | None) -> None:
+                           future: DeliveryFuture, timestamp: int, headers: list[tuple[str, bytes]] | None) -> None:
         deadline = time.monotonic() + self._max_block
         while True:
             self._call(self._producer.poll, 0.05)
@@ -385,7 +385,7 @@ class ConfluentProducer:
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise KafkaTimeoutError(f"librdkafka's local queue stayed full for {self._max_block:g} s; "
-                                            "the broker does not take records fast enough or is unreachable")
+                                            "the broker does not take records fast enough or is unreachable") from None
             except self._refusal as exc:
                 raise self._refused(exc) from None
 

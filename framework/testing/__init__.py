@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from framework.local.kafka_broker import LocalKafkaBroker, free_port
 from framework.settings import Settings
@@ -31,7 +31,7 @@ def running_local_broker(state_dir: Path, settings: Settings | None = None) -> I
         broker.stop()
 
 
-def local_test_settings(broker: LocalKafkaBroker, workdir: Path, **overrides) -> Settings:
+def local_test_settings(broker: LocalKafkaBroker, workdir: Path, **overrides: Any) -> Settings:
     """Settings that use ``broker`` and keep all output under ``workdir``."""
     base = Settings.from_env()
     values = dict(kafka_bootstrap_servers=broker.bootstrap_servers, output_dir=Path(workdir) / "output",

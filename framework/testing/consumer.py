@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 from framework.consumer.parsing import SchemaLike, kafka_frame, resolve_schema, split_valid_invalid
 from framework.consumer.routing import Routing, parse_routed, route_tables, split_routed
@@ -106,7 +106,7 @@ def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence
         consumer_cls = schema
         topic = topic or consumer_cls.topics[0]
         declared = consumer_cls.schema
-        schema = declared[topic] if isinstance(declared, dict) else declared
+        schema = declared[topic] if isinstance(declared, Mapping) else declared
     struct = resolve_schema(schema, spark)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or "test"))
     valid, bad = split_valid_invalid(frame, struct)
@@ -119,7 +119,8 @@ def _parse_routed_values(consumer_cls: "type[ConsumerSparkABC]", values: Sequenc
                          spark: "SparkSession", topic: str | None) -> ParseResult:
     owner = f"{consumer_cls.__qualname__}.schema"
     routes = dict(consumer_cls.routes or {})
-    schemas = {t: resolve_schema(consumer_cls.schema[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
+    per_table = cast(Mapping[str, SchemaLike], consumer_cls.schema)  # a routing consumer has one per table
+    schemas = {t: resolve_schema(per_table[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
     routing = Routing(str(consumer_cls.route_field), routes, schemas)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or consumer_cls.topics[0]))
     tables, bad = split_routed(parse_routed(frame, routing), routing)
