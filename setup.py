@@ -28,6 +28,8 @@ setup(
                              # `make lint` (pyproject.toml holds their configuration)
                              "ruff>=0.6", "mypy>=1.11"]},
     entry_points={
+        # One command with subcommands (framework/commands/__init__.py: SUBCOMMANDS).
+        "console_scripts": ["pipeline = framework.commands.pipeline:main"],
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.
         "pipeline.consumers": ["game = apps.game_consumers"],
