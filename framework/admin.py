@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 from framework.errors import KafkaUnavailableError, TopicError
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.topics import check_topic_name
 
 log = get_logger("admin")
 
@@ -150,7 +151,7 @@ class KafkaAdmin:
         from kafka.errors import TopicAlreadyExistsError
 
         partitions = partitions or self.settings.topic_partitions
-        _check_name(name)
+        check_topic_name(name)
         if partitions < 1:
             raise TopicError(f"Topic {name!r} needs at least 1 partition, not {partitions}.")
         brokers = self.broker_count()
@@ -249,9 +250,3 @@ class KafkaAdmin:
         entries = result.get("topic", {}).get(name, {}) if isinstance(result, dict) else {}
         return {key: str(data.get("value") if isinstance(data, dict) else data) for key, data in entries.items()}
 
-
-def _check_name(name: str) -> None:
-    import re
-
-    if not name or len(name) > 249 or not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
-        raise TopicError(f"Topic name {name!r} is not valid; use up to 249 letters, digits, '.', '_' or '-'.")

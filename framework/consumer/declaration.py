@@ -14,9 +14,9 @@ from framework.errors import DeclarationError
 from framework.consumer.parsing import check_schema, check_schema_per_name
 from framework.consumer.routing import check_routes
 from framework.sinks import QUARANTINE_SUFFIX, ForeachBatchWriter
+from framework.topics import topic_name_problem
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def validate_declaration(cls: type[Any]) -> None:
@@ -36,9 +36,10 @@ def validate_declaration(cls: type[Any]) -> None:
     if not topics:
         raise DeclarationError(f"{where}.topics is empty; name at least one Kafka topic.")
     for topic in topics:
-        if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            raise DeclarationError(f"{where}.topics contains {topic!r}, which is not a valid Kafka topic name "
-                                   "(letters, digits, '.', '_' or '-').")
+        problem = topic_name_problem(topic)
+        if problem is not None:
+            raise DeclarationError(f"{where}.topics contains {topic!r}, which is not a valid Kafka topic name: "
+                                   f"it {problem}.")
     if len(set(topics)) != len(topics):
         raise DeclarationError(f"{where}.topics lists a topic twice: {list(topics)!r}.")
     writer = cls.writer

@@ -26,6 +26,7 @@ from framework.producer.clients import KafkaFailure, ProducerClients
 from framework.registry import Registry
 from framework.producer.resume import POSITION_HEADER, WATERMARK_HEADER, ResumeState, read_resume_state
 from framework.settings import Settings
+from framework.topics import MAX_TOPIC_NAME_LENGTH, topic_name_problem
 
 __all__ = ["PRODUCERS", "ProducerABC", "ProduceSummary"]
 
@@ -33,6 +34,7 @@ PRODUCERS: Registry["ProducerABC"] = Registry("producer", "pipeline.producers")
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _FINAL = ("run", "stop", "dlq_topic", "url")
+DLQ_SUFFIX = ".dlq"
 DLQ_PARTITIONS = 1
 DLQ_WARNINGS = 20
 _DONE, _SENT, _DEAD = 0, 1, 2  # kinds of tracked positions: skipped or dropped, sent, dead-lettered
@@ -151,7 +153,7 @@ class ProducerABC:
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic: ``<topic>.dlq``."""
-        return f"{self.topic}.dlq"
+        return f"{self.topic}{DLQ_SUFFIX}"
 
     @property
     def url(self) -> str:
@@ -407,8 +409,13 @@ def _validate(cls: type[Any]) -> None:
     if not (cls.endpoint.startswith("/") or cls.endpoint.startswith(("http://", "https://"))):
         fail("endpoint", f"({cls.endpoint!r}) must be a path starting with '/' or an http(s) URL",
              '"/stream_data_metrics"')
-    if len(cls.topic) > 245 or not _NAME.match(cls.topic) or cls.topic in (".", ".."):
-        fail("topic", f"({cls.topic!r}) is not a valid Kafka topic name (letters, digits, '.', '_', '-')", '"metrics"')
+    problem = topic_name_problem(cls.topic)
+    longest = MAX_TOPIC_NAME_LENGTH - len(DLQ_SUFFIX)  # the dead-letter topic `<topic>.dlq` must be legal too
+    if problem is None and len(cls.topic) > longest:
+        problem = (f"has {len(cls.topic)} characters, more than {longest} (its dead-letter topic "
+                   f"'<topic>{DLQ_SUFFIX}' must fit in Kafka's {MAX_TOPIC_NAME_LENGTH})")
+    if problem is not None:
+        fail("topic", f"({cls.topic!r}) is not a valid Kafka topic name: it {problem}", '"metrics"')
     if cls.key_field is not None and (not isinstance(cls.key_field, str) or not cls.key_field):
         fail("key_field", f"must be a field name (a non-empty string) or None, not {cls.key_field!r}", '"id"')
     if cls.partitions is not None and (isinstance(cls.partitions, bool) or not isinstance(cls.partitions, int)
