@@ -17,6 +17,8 @@ from framework.sinks import QUARANTINE_SUFFIX, ForeachBatchWriter
 from framework.topics import topic_name_problem
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+#: what a subclass may not override: the lifecycle the base class owns (as ProducerABC's)
+FINAL = ("run", "stop", "stopping", "close", "spark", "admin")
 
 
 def validate_declaration(cls: type[Any]) -> None:
@@ -54,6 +56,10 @@ def validate_declaration(cls: type[Any]) -> None:
     if not isinstance(writer, ForeachBatchWriter):
         raise DeclarationError(f"{where}.writer must be an instance of a ForeachBatchWriter "
                                f"(ParquetWriter(), ConsoleWriter(), or your own), not {writer!r}.")
+    for attr in FINAL:
+        if attr in cls.__dict__:
+            raise DeclarationError(f"{where} overrides {attr}; a consumer may override transform() only, the "
+                                   "base class owns the lifecycle.")
     if not isinstance(cls.fail_on_data_loss, bool):
         raise DeclarationError(f"{where}.fail_on_data_loss must be True or False, not {cls.fail_on_data_loss!r}.")
 

@@ -267,6 +267,8 @@ class ConsumerSummary:
     elapsed_s: float
     topics: dict[str, TopicSummary] = field(default_factory=dict)
     stopped: bool = False  # stopped by stop()/a signal/timeout before it was done
+    #: rows written per route table (a consumer that declares ``routes``; empty otherwise)
+    tables: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_written(self) -> int:

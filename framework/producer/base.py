@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import orjson
 
@@ -23,6 +23,8 @@ from framework.log import get_logger
 from framework.producer.partitioning import Partitioner
 from framework.producer.summary import ProduceSummary
 from framework.producer.clients import KafkaFailure, ProducerClients
+from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessionLike, KafkaProducerLike,
+                                          ProducerFactory)
 from framework.registry import Registry
 from framework.producer.resume import POSITION_HEADER, WATERMARK_HEADER, ResumeState, read_resume_state
 from framework.settings import Settings
@@ -129,11 +131,37 @@ class ProducerABC:
         return record
 
     # ------------------------------------------------------------- construction
-    def __init__(self, settings: Settings | None = None, *, producer: Any = None,
-                 producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
-                 consumer_factory: Callable[[], Any] | None = None, follow: bool = False,
-                 delay: float | None = None, progress_interval: float = 5.0, poll_interval: float = 1.0,
-                 flush_timeout: float = 120.0, producer_config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, producer: KafkaProducerLike | None = None,
+                 producer_factory: ProducerFactory | None = None, session: HttpSessionLike | None = None,
+                 admin: AdminLike | None = None, consumer_factory: ConsumerFactory | None = None,
+                 follow: bool = False, delay: float | None = None, progress_interval: float = 5.0,
+                 poll_interval: float = 1.0, flush_timeout: float = 120.0,
+                 producer_config: Mapping[str, Any] | None = None) -> None:
+        """Configure the producer; nothing connects here (see "Clients" in the class docstring).
+
+        :param settings: the :class:`~framework.settings.Settings` (default: ``Settings.from_env()``,
+            the ``PIPELINE_*`` environment variables).
+        :param follow: at the end of the stream, keep asking for new records every
+            ``poll_interval`` seconds until :meth:`stop` (default False: :meth:`run` returns at the end).
+        :param delay: seconds between records the API is asked to wait (its ``delay`` query
+            parameter); None leaves the API's own default, 0 asks for no pacing.
+        :param progress_interval: seconds between two progress log lines while running (default 5).
+        :param poll_interval: seconds between two requests for new records with ``follow`` (default 1).
+        :param flush_timeout: seconds the final flush may wait for every acknowledgement
+            before the session fails and restarts from Kafka's state (default 120).
+        :param producer_config: settings of the chosen Kafka client, merged over the
+            framework's (kafka-python argument names such as ``linger_ms``, or librdkafka
+            property names such as ``linger.ms`` with ``PIPELINE_PRODUCER_CLIENT=confluent``).
+        :param producer: a ready Kafka producer (:class:`~framework.producer.protocols.KafkaProducerLike`),
+            used as given and never closed here; or ``producer_factory``, called for each new session.
+        :param session: the HTTP session (:class:`~framework.producer.protocols.HttpSessionLike`,
+            default a new ``requests.Session``).
+        :param admin: the topic admin (:class:`~framework.producer.protocols.AdminLike`,
+            default :class:`~framework.admin.KafkaAdmin`).
+        :param consumer_factory: builds the Kafka consumer that reads where the last run stopped
+            (:class:`~framework.producer.protocols.KafkaConsumerLike`).
+        :raises ~framework.errors.ProducerError: ``PIPELINE_PRODUCER_CLIENT`` names no known client.
+        """
         self.settings = settings or Settings.from_env()
         self.follow = follow
         self.delay = delay

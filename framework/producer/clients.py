@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from framework.errors import FrameworkError, ProducerError, TopicError
+from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessionLike, KafkaProducerLike,
+                                          ProducerFactory)
 from framework.settings import PRODUCER_CLIENTS, Settings
 
 CONNECT_TIMEOUT = 30.0  # seconds the confluent client waits for a broker when built (kafka-python's bootstrap wait)
@@ -38,9 +40,9 @@ class KafkaFailure(Exception):
 class ProducerClients:
     """Lazily built clients; injected ones are used as given and never closed here."""
 
-    def __init__(self, settings: Settings, name: str, *, producer: Any = None,
-                 producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
-                 consumer_factory: Callable[[], Any] | None = None,
+    def __init__(self, settings: Settings, name: str, *, producer: KafkaProducerLike | None = None,
+                 producer_factory: ProducerFactory | None = None, session: HttpSessionLike | None = None,
+                 admin: AdminLike | None = None, consumer_factory: ConsumerFactory | None = None,
                  producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python") -> None:
         if client not in PRODUCER_CLIENTS:
             raise ProducerError(f"Unknown producer client {client!r}; available: {', '.join(PRODUCER_CLIENTS)}.")
@@ -50,8 +52,8 @@ class ProducerClients:
         self.producer_config = dict(producer_config or {})
         self._injected_producer = producer
         self._producer_factory = producer_factory
-        self._session = session
-        self._admin = admin
+        self._session: Any = session  # HttpSessionLike; requests.Session once built here
+        self._admin: Any = admin  # AdminLike
         self._owns_session = self._owns_admin = False
         self.consumer_factory = consumer_factory or self._new_consumer
         self.current: Any = None  # the producer in use, if any

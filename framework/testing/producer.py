@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 import requests
@@ -317,3 +317,13 @@ class FakeNdjsonSession:
 
     def close(self) -> None:
         pass
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes (and the real admin) fit what ProducerABC accepts
+    from framework.admin import KafkaAdmin
+    from framework.producer.protocols import AdminLike, HttpSessionLike, KafkaConsumerLike, KafkaProducerLike
+
+    def _fits(producer: RecordingProducer, session: FakeNdjsonSession, admin: FakeAdmin, consumer: FakeConsumer,
+              kafka_admin: KafkaAdmin) -> tuple[KafkaProducerLike, HttpSessionLike, AdminLike, KafkaConsumerLike,
+                                                AdminLike]:
+        return producer, session, admin, consumer, kafka_admin
