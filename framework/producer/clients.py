@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from framework.errors import FrameworkError, ProducerError, TopicError
+from framework.errors import FrameworkError, ProducerConfigError, ProducerError, TopicError
+from framework.producer.config import check_producer_config
 from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessionLike, KafkaProducerLike,
                                           ProducerFactory)
 from framework.settings import PRODUCER_CLIENTS, Settings
@@ -43,13 +44,15 @@ class ProducerClients:
     def __init__(self, settings: Settings, name: str, *, producer: KafkaProducerLike | None = None,
                  producer_factory: ProducerFactory | None = None, session: HttpSessionLike | None = None,
                  admin: AdminLike | None = None, consumer_factory: ConsumerFactory | None = None,
-                 producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python") -> None:
+                 producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python",
+                 exactly_once: bool = True) -> None:
         if client not in PRODUCER_CLIENTS:
             raise ProducerError(f"Unknown producer client {client!r}; available: {', '.join(PRODUCER_CLIENTS)}.")
         self.settings = settings
         self.name = name
         self.client = client
-        self.producer_config = dict(producer_config or {})
+        # before any I/O: unknown keys and keys that break exactly-once fail here (framework.producer.config)
+        self.producer_config = check_producer_config(producer_config, client, exactly_once=exactly_once)
         self._injected_producer = producer
         self._producer_factory = producer_factory
         self._session: Any = session  # HttpSessionLike; requests.Session once built here
@@ -74,7 +77,7 @@ class ProducerClients:
         if self.client == "confluent":
             return self._build_confluent_producer()
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaConfigurationError, KafkaError
 
         s = self.settings
         config = dict(bootstrap_servers=s.bootstrap_servers, client_id=f"pipeline-producer-{self.name}",
@@ -84,10 +87,10 @@ class ProducerClients:
         config.update(self.producer_config)
         try:
             return KafkaProducer(**config)
+        except (KafkaConfigurationError, AssertionError, ValueError, TypeError) as exc:  # never retried
+            raise ProducerConfigError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
         except KafkaError as exc:
             raise KafkaFailure(f"connecting the producer raised {type(exc).__name__}: {exc}") from None
-        except (AssertionError, ValueError, TypeError) as exc:
-            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
 
     def _build_confluent_producer(self) -> Any:
         try:
@@ -102,7 +105,7 @@ class ProducerClients:
                                          client_id=f"pipeline-producer-{self.name}")
         except (KafkaException, ValueError, TypeError) as exc:
             reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else exc
-            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {reason} (with "
+            raise ProducerConfigError(f"The Kafka producer of {self.name!r} cannot be created: {reason} (with "
                                 "PIPELINE_PRODUCER_CLIENT=confluent, producer_config takes librdkafka property "
                                 "names such as linger.ms).") from None
         try:

@@ -27,7 +27,8 @@ Contract:
   (librdkafka property names, e.g. ``{"linger.ms": 5}``; ProducerABC's
   ``producer_config=``) is applied last. Overriding ``acks``,
   ``enable.idempotence``, ``enable.gapless.guarantee`` or ``message.timeout.ms``
-  gives up the no-gap guarantee below.
+  would give up the no-gap guarantee below, so ProducerABC refuses it
+  (:mod:`framework.producer.config`).
 - **No gap.** Idempotence keeps each partition in send order without duplicates,
   and the broker refuses a batch that does not follow the last one it wrote from
   this producer. A failed batch that could leave a gap (a permanent error such as
