@@ -8,11 +8,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install java postgres clean-state help
+.PHONY: run test lint install java postgres clean-state help
 
 help:
 	@echo "make run   - run the main job (starts and stops what it needs)"
 	@echo "make test  - run all tests (unit + integration)"
+	@echo "make lint  - ruff and mypy (configured in pyproject.toml)"
 
 install: $(STAMP)
 
@@ -46,6 +47,11 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# Lint and type check (seconds): CI runs it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy framework
 
 clean-state:
 	rm -rf .pipeline output

@@ -25,8 +25,13 @@ setup(
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
         "psycopg[binary]>=3.2",  # PNG charts of the production report
     ],
-    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
+    package_data={"framework": ["py.typed"]},  # PEP 561: the framework's type hints are part of its API
+    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",
+                             # `make lint` (pyproject.toml holds their configuration)
+                             "ruff>=0.6", "mypy>=1.11"]},
     entry_points={
+        # One command with subcommands (framework/commands/__init__.py: SUBCOMMANDS).
+        "console_scripts": ["pipeline = framework.commands.pipeline:main"],
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.
         "pipeline.consumers": ["game = apps.game_consumers"],

@@ -255,8 +255,8 @@ def make_api_server(app: Flask, host: str = "127.0.0.1", port: int = 0) -> BaseW
     except OSError as exc:
         sock.close()
         raise ApiServerError(
-            f"The streaming API cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}); stop the program "
-            "using that port or choose another one with --port or PIPELINE_API_PORT.") from None
+            f"The streaming API cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}); "
+            "stop the program using that port or choose another one with --port or PIPELINE_API_PORT.") from None
     try:
         server = make_server(host, sock.getsockname()[1], app, threaded=True,
                              request_handler=_RequestHandler, fd=sock.fileno())

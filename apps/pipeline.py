@@ -63,7 +63,8 @@ class PipelineSummary:
         out = ["", "Pipeline summary", "================"]
         for topic in sorted(self.topics):
             table = self.tables.get(topic, 0)
-            out.append(f"{topic:<10} Kafka records {self.topics[topic]:>8,}  (+{self.produced.get(topic, 0):,} this run)"
+            out.append(f"{topic:<10} Kafka records {self.topics[topic]:>8,}  "
+                       f"(+{self.produced.get(topic, 0):,} this run)"
                        f"   Parquet rows {table:>8,}   quarantined {self.quarantined.get(topic, 0):,}"
                        f"   dead-lettered {self.dead_lettered.get(topic, 0):,}")
         out.append(f"output     {self.output_dir.resolve()}")

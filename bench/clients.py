@@ -100,7 +100,9 @@ def framework_producer(settings: Settings, name: str, overrides: Mapping[str, An
     """
     from framework.producer.clients import ProducerClients
 
-    return ProducerClients(settings, name, producer_config=overrides, client=client)._build_producer()
+    # exactly_once=False: the sweep measures acks=1 on purpose (names are still checked)
+    return ProducerClients(settings, name, producer_config=overrides, client=client,
+                           exactly_once=False)._build_producer()
 
 
 class NullProducer:

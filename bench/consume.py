@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.environment import BenchEnvironment
-from bench.probes import TimedParquetWriter, median_phases
+from bench.probes import TimedParquetWriter, median_phases, phase_table
 from bench.report import BenchReport, Figure, ratio_at_least, value_at_least
 from bench.stats import median
 from bench.synthetic import SyntheticRecords
@@ -98,8 +98,6 @@ def run_consume(env: BenchEnvironment, opts: ConsumeOptions, report: BenchReport
                                  "same parsing work, no streaming or exactly-once publish"))
     phases = ours[-1]["spark_phases_ms"]
     if phases:
-        from bench.latency import phase_table
-
         table = phase_table("Consume (bounded, one batch): where the run's time goes (ms, last repeat)", phases, 1)
         table.rows.append(["  of which Parquet write + publish (in addBatch)", f"{1000 * ours[-1]['publish_s']:,.0f}",
                            f"{100000 * ours[-1]['publish_s'] / phases['triggerExecution']:.0f} %"

@@ -38,9 +38,9 @@ from bench.apiserver import ApiProcess
 from bench.consume import consumer_class
 from bench.environment import BenchEnvironment
 from bench.errors import BenchError
-from bench.probes import PublishedBatch, TimedParquetWriter, median_phases
+from bench.probes import PublishedBatch, TimedParquetWriter, median_phases, phase_table
 from bench.producers import forget, producer_class, run_timed
-from bench.report import BenchReport, Figure, Table, fmt, value_below
+from bench.report import BenchReport, Figure, fmt, value_below
 from bench.stats import LatencySummary, percentile
 from bench.synthetic import SyntheticRecords
 from framework.consumer.base import CONSUMERS, ConsumerSparkABC
@@ -143,15 +143,6 @@ def _warm_up(env: BenchEnvironment, settings: Any, partitions: int,
             admin=env.admin, max_offsets_per_trigger=per_batch).run(mode="bounded")
     finally:
         CONSUMERS.unregister(topic)
-
-
-def phase_table(title: str, phases: dict[str, float], batches: int) -> Table:
-    """A one-row-per-phase table of Spark's micro-batch durations."""
-    total = phases.get("triggerExecution")
-    rows = [[name, fmt(ms, "ms"), f"{100 * ms / total:.0f} %" if total else ""] for name, ms in phases.items()]
-    return Table(title, ["phase", "median ms", "share of the batch"], rows, "lrr",
-                 [f"{batches} micro-batches with data; addBatch is the consumer's foreachBatch body (parse, "
-                  "count and publish in one pass), triggerExecution the whole micro-batch."])
 
 
 def _consume(consumer: ConsumerSparkABC, outcome: dict[str, Any]) -> None:

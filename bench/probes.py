@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.report import Table, fmt
 from framework.sinks import ParquetWriter, planned_rows
 
 if TYPE_CHECKING:
@@ -102,3 +103,12 @@ def median_phases(batches: list[dict[str, Any]]) -> dict[str, float]:
         if values:
             out[phase] = float(statistics.median(values))
     return out
+
+
+def phase_table(title: str, phases: dict[str, float], batches: int) -> Table:
+    """A one-row-per-phase table of Spark's micro-batch durations."""
+    total = phases.get("triggerExecution")
+    rows = [[name, fmt(ms, "ms"), f"{100 * ms / total:.0f} %" if total else ""] for name, ms in phases.items()]
+    return Table(title, ["phase", "median ms", "share of the batch"], rows, "lrr",
+                 [f"{batches} micro-batches with data; addBatch is the consumer's foreachBatch body (parse, "
+                  "count and publish in one pass), triggerExecution the whole micro-batch."])

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from bench.environment import BenchEnvironment
 from bench.errors import BenchError
+from bench.plot import PlotPoint, plot_sweep
 from bench.perftool import PerfResult, producer_props, run_producer_performance
 from bench.producers import ProduceRun, forget, producer_class, run_timed
 from bench.report import BenchReport, Table, fmt, fmt_ratio
@@ -248,10 +249,12 @@ def run_sweep(env: BenchEnvironment, opts: SweepOptions, report: BenchReport, pl
                                "points": [r.to_dict() for r in results],
                                "recommendation": ({"label": best.result.point.label, "reason": best.reason,
                                                    **asdict(best.result.point)} if best else None)}
-    if opts.plot and plot_path is not None and any(r.ok for r in results):
-        from bench.plot import plot_sweep
-
-        plot_sweep(results, best, plot_path, title=f"Producer sweep: {opts.records:,} records of {size} B, "
+    ok = [r for r in results if r.ok]
+    if opts.plot and plot_path is not None and ok:
+        points = [PlotPoint(r.point.label, r.records_per_s, r.reference.records_per_s if r.reference else 0.0,
+                            r.avg_ms, r.p99_ms) for r in ok]
+        best_index = ok.index(best.result) if best is not None and best.result in ok else None
+        plot_sweep(points, best_index, plot_path, title=f"Producer sweep: {opts.records:,} records of {size} B, "
                                                    f"rate {'unthrottled' if opts.rate <= 0 else f'{opts.rate:,.0f}/s'}")
         report.plots.append(plot_path.name)
 

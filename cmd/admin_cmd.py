@@ -1,4 +1,4 @@
-"""Thin script: see framework/commands/admin.py."""
+"""Thin script: see framework/commands/admin.py (also `pipeline admin`)."""
 import sys
 
 from framework.commands.admin import main

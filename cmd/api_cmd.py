@@ -1,54 +1,7 @@
-"""Thin script: serve the JSON Lines files of the data directory as HTTP streams (see apps/api.py).
-
-    python cmd/api_cmd.py                       # PIPELINE_API_HOST:PIPELINE_API_PORT, data_source/
-    python cmd/api_cmd.py --port 0 --delay 0    # a free port, no pacing
-    curl -N http://127.0.0.1:5000/stream_data_metrics
-
-Prints the URL it listens on and the streams, then serves until Ctrl-C or SIGTERM.
-"""
-from __future__ import annotations
-
-import argparse
+"""Thin script: see apps/commands/api.py (also `pipeline api`)."""
 import sys
-from pathlib import Path
 
-from apps.api import EXTENSION, STREAM_PREFIX, create_app, serve_in_thread
-from framework.cli import parser, run
-from framework.settings import Settings
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = parser("Serve every JSON Lines file of the data directory as an HTTP stream in time order.")
-    p.add_argument("--host", default=None, help="address to bind (default: PIPELINE_API_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None,
-                   help="port to bind, 0 picks a free one (default: PIPELINE_API_PORT or 5000)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="directory of the *.json files (default: PIPELINE_DATA_DIR or data_source)")
-    p.add_argument("--delay", type=float, default=None,
-                   help="default seconds between records, 0 for no pacing (default: PIPELINE_API_DELAY or 0.1)")
-    return p
-
-
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    app = create_app(settings, data_dir=args.data_dir, delay=args.delay)
-    host = args.host or settings.api_host
-    port = settings.api_port if args.port is None else args.port
-    server = serve_in_thread(app, host, port)
-    try:
-        state = app.extensions[EXTENSION]
-        print(f"Streaming API listening on {server.url} (default delay {state.delay} s; Ctrl-C stops it)")
-        for stream in sorted(state.catalog.streams.values(), key=lambda s: s.name):
-            print(f"  {server.url}{STREAM_PREFIX}{stream.name}  {stream.records} records  "
-                  f"{stream.first_time} .. {stream.last_time}")
-        for broken in sorted(state.catalog.unavailable.values(), key=lambda u: u.name):
-            print(f"  {server.url}{STREAM_PREFIX}{broken.name}  NOT SERVED: {broken.reason}")
-        sys.stdout.flush()
-    except BaseException:
-        server.stop()
-        raise
-    server.serve_until_signal()
-    return 0
-
+from apps.commands.api import main
 
 if __name__ == "__main__":
-    sys.exit(run(build_parser(), main))
+    sys.exit(main())

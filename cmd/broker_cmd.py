@@ -1,4 +1,4 @@
-"""Thin script: see framework/commands/broker.py."""
+"""Thin script: see framework/commands/broker.py (also `pipeline broker`)."""
 import sys
 
 from framework.commands.broker import main

@@ -1,4 +1,4 @@
-"""Thin script: see framework/commands/produce.py.
+"""Thin script: see framework/commands/produce.py (also `pipeline produce`).
 
     python cmd/produce_cmd.py metrics            # one producer, until the end of its stream
     python cmd/produce_cmd.py --all --follow     # every producer, keep waiting for new records

@@ -1,4 +1,4 @@
-"""Thin script: see framework/commands/query.py."""
+"""Thin script: see framework/commands/query.py (also `pipeline query`)."""
 import sys
 
 from framework.commands.query import main

@@ -1,4 +1,4 @@
-"""Thin script: the main job, see apps/pipeline.py."""
+"""Thin script: the main job, see apps/pipeline.py (also `pipeline run`)."""
 import sys
 
 from apps.pipeline import main

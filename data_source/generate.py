@@ -247,8 +247,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"seconds between two readings of a parameter (default: {d.interval})")
     p.add_argument("--period", type=float, default=d.period,
                    help=f"seconds of production per work-order record (default: {d.period})")
-    p.add_argument("--run-min", type=int, default=d.run_min, help=f"shortest product run in periods (default: {d.run_min})")
-    p.add_argument("--run-max", type=int, default=d.run_max, help=f"longest product run in periods (default: {d.run_max})")
+    p.add_argument("--run-min", type=int, default=d.run_min,
+                   help=f"shortest product run in periods (default: {d.run_min})")
+    p.add_argument("--run-max", type=int, default=d.run_max,
+                   help=f"longest product run in periods (default: {d.run_max})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     p.add_argument("--start", default=d.start, help=f"ISO-8601 time of the first period (default: {d.start})")
     return p

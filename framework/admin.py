@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 from framework.errors import KafkaUnavailableError, TopicError
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.topics import check_topic_name
 
 log = get_logger("admin")
 
@@ -83,7 +84,7 @@ def kafka_answers(bootstrap_servers: str, timeout: float = 5.0) -> bool:
         admin.close()
 
 
-def _admin_client(bootstrap_servers: str, timeout: float):
+def _admin_client(bootstrap_servers: str, timeout: float) -> Any:
     from kafka import KafkaAdminClient
 
     ms = int(timeout * 1000)
@@ -103,7 +104,7 @@ class KafkaAdmin:
 
     # ------------------------------------------------------------ connection
     @property
-    def client(self):
+    def client(self) -> Any:
         """The kafka-python ``KafkaAdminClient``, connected on first use."""
         if self._client is None:
             if not reachable(self.bootstrap_servers, timeout=min(self.timeout, 5.0)):
@@ -112,7 +113,7 @@ class KafkaAdmin:
                     "(`python cmd/broker_cmd.py start`) or fix PIPELINE_KAFKA_BOOTSTRAP_SERVERS.")
             try:
                 self._client = _admin_client(self.bootstrap_servers, self.timeout)
-            except Exception as exc:  # NoBrokersAvailable, socket errors, ...
+            except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable, socket errors, ...: one sentence
                 raise KafkaUnavailableError(
                     f"Kafka at {self.bootstrap_servers} does not answer ({type(exc).__name__}); start the local "
                     "broker (`python cmd/broker_cmd.py start`) or fix PIPELINE_KAFKA_BOOTSTRAP_SERVERS.") from None
@@ -126,7 +127,7 @@ class KafkaAdmin:
     def __enter__(self) -> "KafkaAdmin":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---------------------------------------------------------------- topics
@@ -150,7 +151,7 @@ class KafkaAdmin:
         from kafka.errors import TopicAlreadyExistsError
 
         partitions = partitions or self.settings.topic_partitions
-        _check_name(name)
+        check_topic_name(name)
         if partitions < 1:
             raise TopicError(f"Topic {name!r} needs at least 1 partition, not {partitions}.")
         brokers = self.broker_count()
@@ -214,20 +215,20 @@ class KafkaAdmin:
              for p in t["partitions"]), key=lambda p: p.partition))
         return TopicInfo(name=name, partitions=parts, configs=self._topic_configs(name))
 
-    def _describe_raw(self, name: str) -> dict:
+    def _describe_raw(self, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + min(self.timeout, METADATA_WAIT_S)
         while True:
             topics = self.client.describe_topics([name])
             code = topics[0].get("error_code", 0) if topics else UNKNOWN_TOPIC
             leaderless = code == 0 and any(p["leader_id"] < 0 for p in topics[0]["partitions"])
             if code == 0 and not leaderless:
-                return topics[0]
+                return dict(topics[0])
             listed = code == UNKNOWN_TOPIC and name in self.list_topics(include_internal=True)
             if time.monotonic() < deadline and (leaderless or code == LEADER_NOT_AVAILABLE or listed):
                 time.sleep(0.1)
                 continue
             if code == 0:  # still leaderless after the wait: describe what there is
-                return topics[0]
+                return dict(topics[0])
             raise TopicError(f"Topic {name!r} does not exist; existing topics: "
                              f"{', '.join(self.list_topics()) or 'none'}.")
 
@@ -249,9 +250,3 @@ class KafkaAdmin:
         entries = result.get("topic", {}).get(name, {}) if isinstance(result, dict) else {}
         return {key: str(data.get("value") if isinstance(data, dict) else data) for key, data in entries.items()}
 
-
-def _check_name(name: str) -> None:
-    import re
-
-    if not name or len(name) > 249 or not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
-        raise TopicError(f"Topic name {name!r} is not valid; use up to 249 letters, digits, '.', '_' or '-'.")

@@ -50,6 +50,11 @@ class ProducerError(FrameworkError):
     """Producing to Kafka failed after its bounded retries."""
 
 
+class ProducerConfigError(ProducerError, ValueError):
+    """``producer_config`` names a key the Kafka client does not know, breaks the exactly-once contract,
+    or the client itself refused the configuration (never retried)."""
+
+
 class ConsumerError(FrameworkError):
     """A Spark streaming query failed."""
 

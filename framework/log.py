@@ -6,8 +6,12 @@ application calls :func:`configure_logging`, which installs one stderr sink.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Logger  # only in loguru's type stubs
 
 FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> <cyan>{extra[component]}</cyan> {message}"
 
@@ -21,6 +25,6 @@ def configure_logging(level: str = "INFO") -> None:
     logger.enable("apps")
 
 
-def get_logger(component: str):
+def get_logger(component: str) -> Logger:
     """A logger bound to a component name shown in every line."""
     return logger.bind(component=component)

@@ -65,7 +65,7 @@ class Registry(Generic[T]):
         for ep in entry_points(group=self.entry_point_group):
             try:
                 ep.load()
-            except Exception as exc:  # noqa: BLE001 - reported, with the plugin's name
+            except Exception as exc:
                 raise RegistryError(
                     f"Entry point {ep.name!r} ({ep.value}) in group {self.entry_point_group} failed to load: "
                     f"{exc}") from exc

@@ -239,7 +239,7 @@ def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
 
 
-def _convert(var: str, raw: str, f: dataclasses.Field) -> Any:
+def _convert(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     text = raw.strip()
     try:

@@ -66,16 +66,17 @@ def kafka_connector_jars(cache_dir: Path) -> list[Path]:
     return [j for j in jars if _artifact(j.name) not in bundled]
 
 
-def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
+               kafka_connector: bool = True) -> dict[str, str]:
     """Every Spark configuration value the builder sets (useful to inspect or test).
 
-    May block on first use while the Kafka connector is resolved.
+    May block on first use while the Kafka connector is resolved; ``kafka_connector=False``
+    leaves it out (a session for static frames only: no Maven download, no network).
     """
     cache = Path(settings.cache_dir).expanduser().resolve()
     log4j = _log4j_file(cache)
     conf = {
         "spark.master": settings.spark_master,
-        "spark.jars": ",".join(str(j) for j in kafka_connector_jars(cache)),
         "spark.executor.memory": settings.spark_executor_memory,
         "spark.executor.cores": str(settings.spark_executor_cores),
         "spark.driver.memory": settings.spark_driver_memory,
@@ -87,6 +88,8 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> di
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
     }
+    if kafka_connector:
+        conf["spark.jars"] = ",".join(str(j) for j in kafka_connector_jars(cache))
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
@@ -97,10 +100,11 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> di
 
 
 def build_spark_session(settings: Settings, app_name: str = "pipeline",
-                        extra_conf: Mapping[str, str] | None = None) -> "SparkSession":
+                        extra_conf: Mapping[str, str] | None = None, kafka_connector: bool = True) -> "SparkSession":
     """Build (or return the running) SparkSession described by ``settings``.
 
-    May block on first use while Spark resolves its Kafka connector.
+    May block on first use while Spark resolves its Kafka connector (``kafka_connector=False``:
+    without it, for static frames only).
     """
     java_executable()  # fail with one sentence before Spark prints a JVM stack trace
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -108,10 +112,11 @@ def build_spark_session(settings: Settings, app_name: str = "pipeline",
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    for key, value in spark_conf(settings, extra_conf).items():
+    for key, value in spark_conf(settings, extra_conf, kafka_connector).items():
         builder = builder.config(key, value)
     log.info("Starting Spark (master {}, executor {} / {} core(s), connector {})", settings.spark_master,
-             settings.spark_executor_memory, settings.spark_executor_cores, kafka_connector_package())
+             settings.spark_executor_memory, settings.spark_executor_cores,
+             kafka_connector_package() if kafka_connector else "none")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

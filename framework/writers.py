@@ -4,7 +4,7 @@ New code imports from :mod:`framework.sinks`.
 """
 from __future__ import annotations
 
-from framework.sinks import (MARKER, QUARANTINE_SUFFIX, STAGING, BatchPublisher, ConsoleWriter,  # noqa: F401
+from framework.sinks import (MARKER, QUARANTINE_SUFFIX, STAGING, BatchPublisher, ConsoleWriter,
                              ForeachBatchWriter, ParquetWriter, planned_rows, planning)
 
 __all__ = ["MARKER", "QUARANTINE_SUFFIX", "STAGING", "BatchPublisher", "ConsoleWriter", "ForeachBatchWriter",

@@ -43,7 +43,7 @@ def register_tables(spark: Any, output_dir: Path) -> dict[str, Path]:
     return tables
 
 
-def format_table(columns: list[str], rows: list[tuple]) -> str:
+def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     """A plain text table, numbers right-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -51,7 +51,8 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
                for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
-        return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        cells = zip(values, widths, numeric, strict=True)
+        return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in cells).rstrip()
 
     sep = "-+-".join("-" * w for w in widths)
     return "\n".join([line(columns), sep] + [line(r) for r in cells])
@@ -85,7 +86,7 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
         try:
             df = spark.sql(args.sql)
             rows = [tuple(r) for r in df.limit(args.limit).collect()]
-        except Exception as exc:  # AnalysisException, ParseException: one sentence for the user
+        except Exception as exc:  # noqa: BLE001 - AnalysisException, ParseException: one sentence for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise QueryError(f"The query failed: {first} (tables: {', '.join(tables)}).") from None
         columns = df.columns
@@ -95,7 +96,7 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
             writer.writerows(rows)
         elif args.format == "json":
             for row in rows:
-                print(json.dumps(dict(zip(columns, row)), default=str))
+                print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
         else:
             print(format_table(columns, rows))
             print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

@@ -24,15 +24,15 @@ import inspect
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, cast
 
 from framework.consumer.declaration import validate_declaration
 from framework.errors import ConsumerError
 from framework.log import get_logger
-from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts, parse_records,
-                               quarantine_rows, resolve_schema, split_parsed, valid_rows)
-from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
-                                committed_offsets, lag, planned_records)
+from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts,
+                                        parse_records, quarantine_rows, resolve_schema, split_parsed, valid_rows)
+from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary,
+                                         checkpoint_is_fresh, committed_offsets, lag, planned_records)
 from framework.consumer.queries import QueryGroup, first_line
 from framework.registry import Registry
 from framework.consumer.routing import Routing, parse_routed, route_tables, write_routed
@@ -41,7 +41,7 @@ from framework.sinks import ForeachBatchWriter, planning
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.streaming.query import StreamingQuery
 
     from framework.admin import KafkaAdmin
 
@@ -124,7 +124,7 @@ class ConsumerSparkABC:
             raise ConsumerError(f"max_offsets_per_trigger={limit} is not valid; use a positive number, "
                                 "or 0 for no limit.")
         self.max_offsets_per_trigger: int = limit
-        self.bound_writer: ForeachBatchWriter = type(self).writer.bind(self.settings, self.name)
+        self.bound_writer: ForeachBatchWriter = type(self).writer._bind(self.settings, self.name)
         self._spark = spark
         self._owns_spark = spark is None
         self._spark_configured = False
@@ -132,8 +132,8 @@ class ConsumerSparkABC:
         self._owns_admin = admin is None
         self._stop_event = threading.Event()
         self._schemas: dict[str, Any] = {}
-        self._routing: Routing | None = None
-        self._table_rows: dict[tuple[str, int], int] = {}  # (route table, batch id) -> rows written
+        self._resolved_routing: Routing | None = None
+        self._rows_by_table: dict[tuple[str, int], int] = {}  # (route table, batch id) -> rows written
         self._table_lock = threading.Lock()
 
     # ------------------------------------------------------------------ override point
@@ -188,7 +188,7 @@ class ConsumerSparkABC:
     @classmethod
     def describe(cls, settings: Settings | None = None) -> str:
         """One line: name, topics and writer (``consume_cmd.py --list``)."""
-        writer = cls.writer.bind(settings, cls.name) if settings else cls.writer
+        writer = cls.writer._bind(settings, cls.name) if settings else cls.writer
         routes = f"  routes: {cls.route_field} -> {', '.join(route_tables(cls.routes))}" if cls.routes else ""
         return f"{cls.name:<16} topics: {', '.join(cls.topics):<28} writer: {writer.describe()}{routes}"
 
@@ -196,49 +196,53 @@ class ConsumerSparkABC:
         """``<checkpoint_root>/<consumer name>/<topic>``."""
         return Path(self.settings.checkpoint_root) / self.name / topic
 
-    def schema_for(self, topic: str) -> Any:
+    def _schema_for(self, topic: str) -> Any:
         """The resolved ``StructType`` of ``topic`` (a DDL string is parsed with Spark); not for routing consumers."""
         if self.routes is not None:
             raise ConsumerError(f"Consumer {self.name!r} routes {topic!r} into tables with one schema each; "
-                                "use routing() for them.")
+                                "its schemas are per table (see routes).")
         if topic not in self._schemas:
             declared = self.schema[topic] if isinstance(self.schema, Mapping) else self.schema
             owner = f"{type(self).__qualname__}.schema" + (f"[{topic!r}]" if isinstance(self.schema, Mapping) else "")
             self._schemas[topic] = resolve_schema(declared, self.spark if isinstance(declared, str) else None, owner)
         return self._schemas[topic]
 
-    def routing(self) -> Routing | None:
+    def _routing(self) -> Routing | None:
         """The resolved routing (one ``StructType`` per table), or None when the consumer does not route."""
         if self.routes is None or self.route_field is None:
             return None
-        if self._routing is None:
+        if self._resolved_routing is None:
             owner = f"{type(self).__qualname__}.schema"
-            schemas = {table: resolve_schema(self.schema[table], self.spark if isinstance(self.schema[table], str)
+            per_table = cast(Mapping[str, SchemaLike], self.schema)  # checked at declaration
+            schemas = {table: resolve_schema(per_table[table], self.spark if isinstance(per_table[table], str)
                                              else None, f"{owner}[{table!r}]")
                        for table in route_tables(self.routes)}
-            self._routing = Routing(self.route_field, dict(self.routes), schemas)
-        return self._routing
+            self._resolved_routing = Routing(self.route_field, dict(self.routes), schemas)
+        return self._resolved_routing
 
-    def parse(self, df: "DataFrame", topic: str) -> "DataFrame":
-        """:func:`~framework.consumer.parsing.parse_records` (or :func:`~framework.consumer.routing.parse_routed`) of a Kafka frame."""
-        routing = self.routing()
+    def _parse(self, df: "DataFrame", topic: str) -> "DataFrame":
+        """:func:`~framework.consumer.parsing.parse_records` of a Kafka frame.
+
+        Or :func:`~framework.consumer.routing.parse_routed` for a routed consumer.
+        """
+        routing = self._routing()
         frame = kafka_frame(df)
-        return parse_routed(frame, routing) if routing else parse_records(frame, self.schema_for(topic))
+        return parse_routed(frame, routing) if routing else parse_records(frame, self._schema_for(topic))
 
     # ------------------------------------------------------------------ one batch
-    def process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
+    def _process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
         """Parse, split and write one batch of Kafka records: (rows written, rows quarantined).
 
         ``df`` has the columns of Spark's Kafka source (``key``, ``value``, ``topic``,
         ``partition``, ``offset``, ``timestamp``); a static frame works too
         (see :func:`framework.testing.consumer.run_batch`).
         """
-        return self.write_parsed(self.parse(df, topic), batch_id, topic)
+        return self._write_parsed(self._parse(df, topic), batch_id, topic)
 
-    def write_parsed(self, parsed: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
+    def _write_parsed(self, parsed: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
         """The ``foreachBatch`` body: count, split and hand both parts to the writer.
 
-        ``parsed`` is a :meth:`parse` result (the streaming plan parses, so each
+        ``parsed`` is a :meth:`_parse` result (the streaming plan parses, so each
         batch only plans the split); rows written = valid rows before
         :meth:`transform`. A routing consumer writes each table that has rows
         (``write_batch(rows, batch_id, table)``), then the quarantine.
@@ -250,7 +254,7 @@ class ConsumerSparkABC:
         batch again (the same offsets). Other writers get a cached frame, counted
         first, and see only non-empty frames.
         """
-        routing = self.routing()
+        routing = self._routing()
         if routing is not None:
             return self._write_routed(parsed, batch_id, topic, routing)
         writer = self.bound_writer
@@ -276,14 +280,14 @@ class ConsumerSparkABC:
     def _write_routed(self, parsed: "DataFrame", batch_id: int, topic: str, routing: Routing) -> tuple[int, int]:
         counts, quarantined = write_routed(parsed, routing, self.bound_writer, self.transform, batch_id, topic)
         with self._table_lock:
-            self._table_rows.update({(table, batch_id): rows for table, rows in counts.items()})
+            self._rows_by_table.update({(table, batch_id): rows for table, rows in counts.items()})
         return sum(counts.values()), quarantined
 
-    def table_rows(self) -> dict[str, int]:
+    def _table_rows(self) -> dict[str, int]:
         """Rows written per route table in the current or last :meth:`run` (empty when the consumer does not route)."""
         with self._table_lock:
             totals = {table: 0 for table in route_tables(self.routes or {})}
-            for (table, _), rows in self._table_rows.items():
+            for (table, _), rows in self._rows_by_table.items():
                 totals[table] = totals.get(table, 0) + rows
         return totals
 
@@ -308,10 +312,10 @@ class ConsumerSparkABC:
             raise ConsumerError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
         self._stop_event.clear()
         with self._table_lock:
-            self._table_rows.clear()
+            self._rows_by_table.clear()
         try:
             self._check_topics(bounded=mode == "bounded")
-            self.spark  # built (or configured) before the clock starts
+            _ = self.spark  # built (or configured) before the clock starts
             ledger = BatchLedger()
             tracker = ProgressTracker(ledger)
             started = time.monotonic()
@@ -374,14 +378,14 @@ class ConsumerSparkABC:
         return reader.load()
 
     def _start_query(self, topic: str, mode: str, function: Callable[["DataFrame", int], None]) -> "StreamingQuery":
-        routing = self.routing()  # a bad DDL string fails here, before anything starts
+        routing = self._routing()  # a bad DDL string fails here, before anything starts
         checkpoint = self.checkpoint_path(topic)
         if routing is None:
-            self.schema_for(topic)
+            self._schema_for(topic)
             self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         else:
             self.bound_writer.prepare_routes(topic, routing.tables, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
-        parsed = self.parse(self._reader(topic), topic)
+        parsed = self._parse(self._reader(topic), topic)
         stream = parsed.writeStream.queryName(f"{self.name}:{topic}")
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(function)
         if mode == "bounded":
@@ -390,7 +394,7 @@ class ConsumerSparkABC:
             stream = stream.trigger(processingTime=f"{int(self.settings.trigger_seconds * 1000)} milliseconds")
         try:
             return stream.start()
-        except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException etc., as one sentence
+        except Exception as exc:
             raise ConsumerError(f"Could not start the query of consumer {self.name!r} for topic {topic!r} "
                                 f"(checkpoint {checkpoint}): {first_line(exc)}") from exc
 
@@ -399,7 +403,7 @@ class ConsumerSparkABC:
 
         def process(df: "DataFrame", batch_id: int) -> None:
             with planning(planned_records(checkpoint, batch_id)):
-                written, quarantined = self.write_parsed(df, batch_id, topic)
+                written, quarantined = self._write_parsed(df, batch_id, topic)
             ledger.record(topic, batch_id, written, quarantined)
         return process
 
@@ -413,7 +417,8 @@ class ConsumerSparkABC:
                 lag=self._final_lag(topic, tracker),
                 output_path=None if self.routes else self.bound_writer.output_path(topic),
                 quarantine_path=self.bound_writer.quarantine_path(topic))
-        for table, rows in self.table_rows().items():
+        summary.tables = self._table_rows()
+        for table, rows in summary.tables.items():
             where = self.bound_writer.output_path(table)
             log.info("{} -> table {}: {} rows written{}", self.topics[0], table, rows, f" ({where})" if where else "")
         return summary

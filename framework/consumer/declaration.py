@@ -8,18 +8,20 @@ declaration fails at import with one sentence naming the class and the attribute
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Any, Mapping
 
 from framework.errors import DeclarationError
 from framework.consumer.parsing import check_schema, check_schema_per_name
 from framework.consumer.routing import check_routes
 from framework.sinks import QUARANTINE_SUFFIX, ForeachBatchWriter
+from framework.topics import topic_name_problem
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+#: what a subclass may not override: the lifecycle the base class owns (as ProducerABC's)
+FINAL = ("run", "stop", "stopping", "close", "spark", "admin")
 
 
-def validate_declaration(cls: type) -> None:
+def validate_declaration(cls: type[Any]) -> None:
     """Check the class attributes of a concrete consumer; :class:`DeclarationError` names class and attribute."""
     where = cls.__qualname__
     for attr in ("name", "topics", "schema", "writer"):
@@ -36,9 +38,10 @@ def validate_declaration(cls: type) -> None:
     if not topics:
         raise DeclarationError(f"{where}.topics is empty; name at least one Kafka topic.")
     for topic in topics:
-        if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            raise DeclarationError(f"{where}.topics contains {topic!r}, which is not a valid Kafka topic name "
-                                   "(letters, digits, '.', '_' or '-').")
+        problem = topic_name_problem(topic)
+        if problem is not None:
+            raise DeclarationError(f"{where}.topics contains {topic!r}, which is not a valid Kafka topic name: "
+                                   f"it {problem}.")
     if len(set(topics)) != len(topics):
         raise DeclarationError(f"{where}.topics lists a topic twice: {list(topics)!r}.")
     writer = cls.writer
@@ -47,12 +50,16 @@ def validate_declaration(cls: type) -> None:
     routed = check_routes(where, getattr(cls, "route_field", None), getattr(cls, "routes", None), topics, schema,
                           quarantine)  # a routing consumer has one schema per table, checked there
     if not routed:
-        _check_topic_schemas(where, schema, topics)
+        _check_topic_schemas(where, schema, list(topics))
     if isinstance(writer, type) and issubclass(writer, ForeachBatchWriter):
         raise DeclarationError(f"{where}.writer must be a writer instance like {writer.__name__}(), not the class.")
     if not isinstance(writer, ForeachBatchWriter):
         raise DeclarationError(f"{where}.writer must be an instance of a ForeachBatchWriter "
                                f"(ParquetWriter(), ConsoleWriter(), or your own), not {writer!r}.")
+    for attr in FINAL:
+        if attr in cls.__dict__:
+            raise DeclarationError(f"{where} overrides {attr}; a consumer may override transform() only, the "
+                                   "base class owns the lifecycle.")
     if not isinstance(cls.fail_on_data_loss, bool):
         raise DeclarationError(f"{where}.fail_on_data_loss must be True or False, not {cls.fail_on_data_loss!r}.")
 

@@ -84,7 +84,7 @@ def kafka_frame(df: "DataFrame") -> "DataFrame":
     )
 
 
-def check_schema_per_name(label: str, lead: str, schema: Mapping, names: Sequence[str], outside: str) -> None:
+def check_schema_per_name(label: str, lead: str, schema: Mapping[str, Any], names: Sequence[str], outside: str) -> None:
     """Check that ``schema`` (a dict) has exactly one valid schema for each of ``names``.
 
     The error reads ``"<lead>; missing: 'a'; <outside>: 'b'."``; each schema is

@@ -159,7 +159,7 @@ class BatchLedger:
     def totals(self, topic: str) -> tuple[int, int, int]:
         """(rows written, rows quarantined, batches that had rows) of ``topic`` so far."""
         with self._lock:
-            rows = [c for (t, _), c in self._counts.items() if t == topic and sum(c)]
+            rows = [c for (t, _), c in self._counts.items() if t == topic and c[0] + c[1]]
         return sum(c[0] for c in rows), sum(c[1] for c in rows), len(rows)
 
 
@@ -186,7 +186,7 @@ class ProgressTracker:
 
     def listener(self) -> Any:
         """A ``StreamingQueryListener`` that feeds this tracker (``spark.streams.addListener``)."""
-        from pyspark.sql.streaming import StreamingQueryListener
+        from pyspark.sql.streaming.listener import StreamingQueryListener
 
         tracker = self
 
@@ -267,6 +267,8 @@ class ConsumerSummary:
     elapsed_s: float
     topics: dict[str, TopicSummary] = field(default_factory=dict)
     stopped: bool = False  # stopped by stop()/a signal/timeout before it was done
+    #: rows written per route table (a consumer that declares ``routes``; empty otherwise)
+    tables: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_written(self) -> int:

@@ -26,7 +26,7 @@ from framework.log import get_logger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.streaming.query import StreamingQuery
 
 log = get_logger("consumer")
 
@@ -114,7 +114,7 @@ class QueryGroup:
             if not active:
                 return
             try:
-                active[0].awaitTermination(min(left, 0.1))
+                active[0].awaitTermination(min(left, 0.1))  # type: ignore[arg-type]  # Spark takes seconds as a float too
             except Exception:  # noqa: BLE001 - a failed query is reported by wait() via query.exception()
                 self.stop_event.wait(min(left, 0.1))
 
@@ -128,7 +128,7 @@ class QueryGroup:
                     if topic in self._running:
                         log.info("Letting batch {} of {} finish (interrupt again to cut it short)",
                                  self._running[topic], topic)
-                    self._changed.wait_for(lambda: topic not in self._running,
+                    self._changed.wait_for(lambda topic=topic: topic not in self._running,  # type: ignore[misc]
                                            timeout=max(0.0, deadline - time.monotonic()))
                 if query.isActive:
                     query.stop()

@@ -36,8 +36,9 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from framework.errors import DeclarationError
-from framework.consumer.parsing import (_MAX_SHOWN, _REASON, METADATA_COLUMNS, RAW_COLUMN, RESERVED_NAMES, _not_object_reason,
-                               _quote, check_schema_per_name, field_problems, quarantine_rows)
+from framework.consumer.parsing import (_MAX_SHOWN, _REASON, METADATA_COLUMNS, RAW_COLUMN, RESERVED_NAMES,
+                                        _not_object_reason, _quote, check_schema_per_name, field_problems,
+                                        quarantine_rows)
 from framework.sinks import QUARANTINE_SUFFIX
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from framework.errors import BrokerError
 from framework.local.jars import java_executable, resolve
@@ -57,7 +58,7 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -78,12 +79,12 @@ class LocalKafkaBroker:
     cluster_id: str = ""
     #: server.properties entries that override the single-broker defaults (e.g. replication factors).
     extra_properties: dict[str, str] = field(default_factory=dict)
-    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> "LocalKafkaBroker":
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "LocalKafkaBroker":
         """The broker the settings describe (state in ``<state_dir>/kafka``)."""
-        values = dict(state_dir=Path(settings.state_dir) / "kafka", port=settings.broker_port,
+        values: dict[str, Any] = dict(state_dir=Path(settings.state_dir) / "kafka", port=settings.broker_port,
                       controller_port=settings.broker_controller_port, version=settings.kafka_version,
                       cache_dir=Path(settings.cache_dir), heap=settings.broker_heap,
                       start_timeout=settings.broker_start_timeout)
@@ -215,7 +216,7 @@ class LocalKafkaBroker:
             return None  # the PID was reused by another process
         return pid
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What a user wants to know: running or not, where, which version, where the logs are."""
         pid = self.running_pid()
         return {"running": pid is not None, "pid": pid, "bootstrap_servers": self.bootstrap_servers,
@@ -224,7 +225,7 @@ class LocalKafkaBroker:
     def __enter__(self) -> "LocalKafkaBroker":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -------------------------------------------------------------- internals
@@ -280,7 +281,7 @@ class LocalKafkaBroker:
             raise BrokerError(f"Formatting the KRaft storage in {self.data_dir} failed: "
                               f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
 
-    def _wait_ready(self, proc: subprocess.Popen) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         from framework.admin import kafka_answers  # local: admin imports kafka-python
 
         deadline = time.monotonic() + self.start_timeout

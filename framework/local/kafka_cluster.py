@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from framework.errors import BrokerError
 from framework.local.kafka_broker import LocalKafkaBroker, _cluster_id
@@ -90,13 +90,13 @@ class LocalKafkaCluster:
                              version=self.version, cache_dir=Path(self.cache_dir), heap=self.heap,
                              start_timeout=self.start_timeout, node_id=i, voters=self.voters,
                              extra_properties=dict(props))
-            for i, (port, cport) in enumerate(zip(self.ports, self.controller_ports), start=1)]
+            for i, (port, cport) in enumerate(zip(self.ports, self.controller_ports, strict=True), start=1)]
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> "LocalKafkaCluster":
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "LocalKafkaCluster":
         """The cluster the settings describe: PIPELINE_BROKER_COUNT nodes, state in ``<state_dir>/kafka-cluster``."""
         pairs = settings.local_broker_ports
-        values = dict(state_dir=Path(settings.state_dir) / "kafka-cluster", ports=[p for p, _ in pairs],
+        values: dict[str, Any] = dict(state_dir=Path(settings.state_dir) / "kafka-cluster", ports=[p for p, _ in pairs],
                       controller_ports=[c for _, c in pairs], version=settings.kafka_version,
                       cache_dir=Path(settings.cache_dir), heap=settings.broker_heap,
                       start_timeout=settings.broker_start_timeout)
@@ -201,7 +201,7 @@ class LocalKafkaCluster:
         """PID of the first running node, or None when no node runs (as :meth:`LocalKafkaBroker.running_pid`)."""
         return next((pid for pid in (n.running_pid() for n in self.nodes) if pid), None)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """Running or not (all nodes), where, which version, and each node's own status."""
         nodes = [{"node_id": n.node_id, **n.status()} for n in self.nodes]
         return {"running": all(n["running"] for n in nodes), "bootstrap_servers": self.bootstrap_servers,
@@ -211,7 +211,7 @@ class LocalKafkaCluster:
     def __enter__(self) -> "LocalKafkaCluster":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -------------------------------------------------------------- internals

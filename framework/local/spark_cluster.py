@@ -67,7 +67,7 @@ class LocalSparkCluster:
     daemon_memory: str = "512m"
     master_port: int = field(default=0, init=False)
     webui_port: int = field(default=0, init=False)
-    _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False, repr=False)
+    _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.cores_per_worker < 1:
@@ -133,7 +133,8 @@ class LocalSparkCluster:
     def master_status(self, timeout: float = 5.0) -> dict[str, Any]:
         """The master's JSON status (``aliveworkers``, ``workers``, ``activeapps``, ``completedapps``, ...)."""
         with urllib.request.urlopen(f"{self.web_ui_url}/json/", timeout=timeout) as response:
-            return json.loads(response.read().decode())
+            status: dict[str, Any] = json.loads(response.read().decode())
+            return status
 
     def status(self) -> dict[str, Any]:
         running = bool(self._procs) and all(p.poll() is None for _, p in self._procs)
@@ -172,8 +173,9 @@ class LocalSparkCluster:
         while time.monotonic() < deadline:
             for name, proc in self._procs:
                 if proc.poll() is not None:
+                    log_file = Path(self.work_dir or ".") / f"{name}.log"
                     raise FrameworkError(f"The Spark {name} exited with code {proc.returncode} while waiting for "
-                                         f"{what}; end of {self.work_dir / (name + '.log')}:\n{self._tail(name)}")
+                                         f"{what}; end of {log_file}:\n{self._tail(name)}")
             try:
                 if ready(self.master_status(timeout=2.0)):
                     return
@@ -194,7 +196,7 @@ class LocalSparkCluster:
             raise FrameworkError("The local Spark cluster has not been started; call start() first.")
 
 
-def _stop_group(proc: subprocess.Popen, timeout: float) -> None:
+def _stop_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM the process group led by ``proc``, wait up to ``timeout`` s for the leader, then SIGKILL the group.
 
     The leader is reaped only at the end: until then its PID (and so the group
@@ -212,7 +214,7 @@ def _stop_group(proc: subprocess.Popen, timeout: float) -> None:
         log.warning("Spark process {} did not exit after SIGKILL", proc.pid)
 
 
-def _exited(proc: subprocess.Popen) -> bool:
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
     """True when ``proc`` has exited, without reaping it."""
     if proc.returncode is not None:
         return True

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import orjson
 
@@ -23,9 +23,12 @@ from framework.log import get_logger
 from framework.producer.partitioning import Partitioner
 from framework.producer.summary import ProduceSummary
 from framework.producer.clients import KafkaFailure, ProducerClients
+from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessionLike, KafkaProducerLike,
+                                          ProducerFactory)
 from framework.registry import Registry
 from framework.producer.resume import POSITION_HEADER, WATERMARK_HEADER, ResumeState, read_resume_state
 from framework.settings import Settings
+from framework.topics import MAX_TOPIC_NAME_LENGTH, topic_name_problem
 
 __all__ = ["PRODUCERS", "ProducerABC", "ProduceSummary"]
 
@@ -33,6 +36,7 @@ PRODUCERS: Registry["ProducerABC"] = Registry("producer", "pipeline.producers")
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _FINAL = ("run", "stop", "dlq_topic", "url")
+DLQ_SUFFIX = ".dlq"
 DLQ_PARTITIONS = 1
 DLQ_WARNINGS = 20
 _DONE, _SENT, _DEAD = 0, 1, 2  # kinds of tracked positions: skipped or dropped, sent, dead-lettered
@@ -96,6 +100,12 @@ class ProducerABC:
     key_field: ClassVar[str | None] = None
     partitions: ClassVar[int | None] = None
 
+    # run state, reset by each run
+    first_position: int | None
+    last_position: int | None
+    _failure: str | None
+    _next_progress: float
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("abstract", False) or inspect.isabstract(cls):
@@ -103,16 +113,42 @@ class ProducerABC:
         _validate(cls)
         PRODUCERS.register(cls.name, cls)
 
-    def transform(self, record: dict) -> dict | None:
+    def transform(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Return the record to send (possibly changed), or None to drop it. Must be deterministic."""
         return record
 
     # ------------------------------------------------------------- construction
-    def __init__(self, settings: Settings | None = None, *, producer: Any = None,
-                 producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
-                 consumer_factory: Callable[[], Any] | None = None, follow: bool = False,
-                 delay: float | None = None, progress_interval: float = 5.0, poll_interval: float = 1.0,
-                 flush_timeout: float = 120.0, producer_config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, producer: KafkaProducerLike | None = None,
+                 producer_factory: ProducerFactory | None = None, session: HttpSessionLike | None = None,
+                 admin: AdminLike | None = None, consumer_factory: ConsumerFactory | None = None,
+                 follow: bool = False, delay: float | None = None, progress_interval: float = 5.0,
+                 poll_interval: float = 1.0, flush_timeout: float = 120.0,
+                 producer_config: Mapping[str, Any] | None = None) -> None:
+        """Configure the producer; nothing connects here (see "Clients" in the class docstring).
+
+        :param settings: the :class:`~framework.settings.Settings` (default: ``Settings.from_env()``,
+            the ``PIPELINE_*`` environment variables).
+        :param follow: at the end of the stream, keep asking for new records every
+            ``poll_interval`` seconds until :meth:`stop` (default False: :meth:`run` returns at the end).
+        :param delay: seconds between records the API is asked to wait (its ``delay`` query
+            parameter); None leaves the API's own default, 0 asks for no pacing.
+        :param progress_interval: seconds between two progress log lines while running (default 5).
+        :param poll_interval: seconds between two requests for new records with ``follow`` (default 1).
+        :param flush_timeout: seconds the final flush may wait for every acknowledgement
+            before the session fails and restarts from Kafka's state (default 120).
+        :param producer_config: settings of the chosen Kafka client, merged over the
+            framework's (kafka-python argument names such as ``linger_ms``, or librdkafka
+            property names such as ``linger.ms`` with ``PIPELINE_PRODUCER_CLIENT=confluent``).
+        :param producer: a ready Kafka producer (:class:`~framework.producer.protocols.KafkaProducerLike`),
+            used as given and never closed here; or ``producer_factory``, called for each new session.
+        :param session: the HTTP session (:class:`~framework.producer.protocols.HttpSessionLike`,
+            default a new ``requests.Session``).
+        :param admin: the topic admin (:class:`~framework.producer.protocols.AdminLike`,
+            default :class:`~framework.admin.KafkaAdmin`).
+        :param consumer_factory: builds the Kafka consumer that reads where the last run stopped
+            (:class:`~framework.producer.protocols.KafkaConsumerLike`).
+        :raises ~framework.errors.ProducerError: ``PIPELINE_PRODUCER_CLIENT`` names no known client.
+        """
         self.settings = settings or Settings.from_env()
         self.follow = follow
         self.delay = delay
@@ -132,7 +168,7 @@ class ProducerABC:
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic: ``<topic>.dlq``."""
-        return f"{self.topic}.dlq"
+        return f"{self.topic}{DLQ_SUFFIX}"
 
     @property
     def url(self) -> str:
@@ -195,7 +231,7 @@ class ProducerABC:
         start = self._state.start_position
         self.log.info("Resuming {} at position {} (high-water per partition: {}; acknowledged up to {})",
                       self.topic, start, _describe(self._state), self._state.watermark)
-        self._pending: deque = deque()
+        self._pending: deque[tuple[int, Any, int]] = deque()
         self._acked_through = start - 1
         producer = self._clients.producer()
         params = {} if self.delay is None else {"delay": self.delay}
@@ -229,7 +265,7 @@ class ProducerABC:
                                      f"the line is a JSON {type(record).__name__}, not an object")
         record.pop("_position", None)
         try:
-            out = self.transform(record)
+            out: object = self.transform(record)  # a subclass may break its signature: checked below
         except Exception as exc:  # noqa: BLE001 - a bad record must not stop the stream
             return self._dead_letter(producer, position, line, f"transform() raised {type(exc).__name__}: {exc}")
         if out is None:
@@ -311,7 +347,8 @@ class ProducerABC:
     def _on_delivery_error(self, topic: str, partition: int, position: int, exc: BaseException) -> None:
         """Called in the client's I/O thread. Halts the client so nothing after the failed batch is written."""
         if self._failure is None:
-            self._failure = f"delivery of position {position} to {topic}[{partition}] failed: {type(exc).__name__}: {exc}"
+            self._failure = (f"delivery of position {position} to {topic}[{partition}] failed: "
+                             f"{type(exc).__name__}: {exc}")
             self._clients.halt()
 
     def _flush_and_check(self, producer: Any) -> None:
@@ -345,9 +382,9 @@ class ProducerABC:
         self.sent = self.skipped_existing = self.dead_lettered = self.dropped = 0
         self.retries = self.reconnects = self._bad_lines = 0
         self._acked_through = -1
-        self._failure: str | None = None
-        self.first_position: int | None = None
-        self.last_position: int | None = None
+        self._failure = None
+        self.first_position = None
+        self.last_position = None
         self._started = self._last_progress_at = time.monotonic()
         self._last_progress_sent = 0
         self._next_progress = self._started + self.progress_interval
@@ -369,7 +406,7 @@ class ProducerABC:
                               reconnects=self.reconnects, retries=self.retries, stopped=self._stop.is_set())
 
 
-def _validate(cls: type) -> None:
+def _validate(cls: type[Any]) -> None:
     """Check a concrete subclass's declaration; :class:`DeclarationError` names class and attribute."""
     where = cls.__name__
 
@@ -387,8 +424,13 @@ def _validate(cls: type) -> None:
     if not (cls.endpoint.startswith("/") or cls.endpoint.startswith(("http://", "https://"))):
         fail("endpoint", f"({cls.endpoint!r}) must be a path starting with '/' or an http(s) URL",
              '"/stream_data_metrics"')
-    if len(cls.topic) > 245 or not _NAME.match(cls.topic) or cls.topic in (".", ".."):
-        fail("topic", f"({cls.topic!r}) is not a valid Kafka topic name (letters, digits, '.', '_', '-')", '"metrics"')
+    problem = topic_name_problem(cls.topic)
+    longest = MAX_TOPIC_NAME_LENGTH - len(DLQ_SUFFIX)  # the dead-letter topic `<topic>.dlq` must be legal too
+    if problem is None and len(cls.topic) > longest:
+        problem = (f"has {len(cls.topic)} characters, more than {longest} (its dead-letter topic "
+                   f"'<topic>{DLQ_SUFFIX}' must fit in Kafka's {MAX_TOPIC_NAME_LENGTH})")
+    if problem is not None:
+        fail("topic", f"({cls.topic!r}) is not a valid Kafka topic name: it {problem}", '"metrics"')
     if cls.key_field is not None and (not isinstance(cls.key_field, str) or not cls.key_field):
         fail("key_field", f"must be a field name (a non-empty string) or None, not {cls.key_field!r}", '"id"')
     if cls.partitions is not None and (isinstance(cls.partitions, bool) or not isinstance(cls.partitions, int)

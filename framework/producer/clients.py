@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from framework.errors import FrameworkError, ProducerError, TopicError
+from framework.errors import FrameworkError, ProducerConfigError, ProducerError, TopicError
+from framework.producer.config import check_producer_config
+from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessionLike, KafkaProducerLike,
+                                          ProducerFactory)
 from framework.settings import PRODUCER_CLIENTS, Settings
 
 CONNECT_TIMEOUT = 30.0  # seconds the confluent client waits for a broker when built (kafka-python's bootstrap wait)
@@ -38,20 +41,22 @@ class KafkaFailure(Exception):
 class ProducerClients:
     """Lazily built clients; injected ones are used as given and never closed here."""
 
-    def __init__(self, settings: Settings, name: str, *, producer: Any = None,
-                 producer_factory: Callable[[], Any] | None = None, session: Any = None, admin: Any = None,
-                 consumer_factory: Callable[[], Any] | None = None,
-                 producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python") -> None:
+    def __init__(self, settings: Settings, name: str, *, producer: KafkaProducerLike | None = None,
+                 producer_factory: ProducerFactory | None = None, session: HttpSessionLike | None = None,
+                 admin: AdminLike | None = None, consumer_factory: ConsumerFactory | None = None,
+                 producer_config: Mapping[str, Any] | None = None, client: str = "kafka-python",
+                 exactly_once: bool = True) -> None:
         if client not in PRODUCER_CLIENTS:
             raise ProducerError(f"Unknown producer client {client!r}; available: {', '.join(PRODUCER_CLIENTS)}.")
         self.settings = settings
         self.name = name
         self.client = client
-        self.producer_config = dict(producer_config or {})
+        # before any I/O: unknown keys and keys that break exactly-once fail here (framework.producer.config)
+        self.producer_config = check_producer_config(producer_config, client, exactly_once=exactly_once)
         self._injected_producer = producer
         self._producer_factory = producer_factory
-        self._session = session
-        self._admin = admin
+        self._session: Any = session  # HttpSessionLike; requests.Session once built here
+        self._admin: Any = admin  # AdminLike
         self._owns_session = self._owns_admin = False
         self.consumer_factory = consumer_factory or self._new_consumer
         self.current: Any = None  # the producer in use, if any
@@ -72,7 +77,7 @@ class ProducerClients:
         if self.client == "confluent":
             return self._build_confluent_producer()
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaConfigurationError, KafkaError
 
         s = self.settings
         config = dict(bootstrap_servers=s.bootstrap_servers, client_id=f"pipeline-producer-{self.name}",
@@ -82,10 +87,10 @@ class ProducerClients:
         config.update(self.producer_config)
         try:
             return KafkaProducer(**config)
+        except (KafkaConfigurationError, AssertionError, ValueError, TypeError) as exc:  # never retried
+            raise ProducerConfigError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
         except KafkaError as exc:
             raise KafkaFailure(f"connecting the producer raised {type(exc).__name__}: {exc}") from None
-        except (AssertionError, ValueError, TypeError) as exc:
-            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {exc}") from None
 
     def _build_confluent_producer(self) -> Any:
         try:
@@ -100,7 +105,7 @@ class ProducerClients:
                                          client_id=f"pipeline-producer-{self.name}")
         except (KafkaException, ValueError, TypeError) as exc:
             reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else exc
-            raise ProducerError(f"The Kafka producer of {self.name!r} cannot be created: {reason} (with "
+            raise ProducerConfigError(f"The Kafka producer of {self.name!r} cannot be created: {reason} (with "
                                 "PIPELINE_PRODUCER_CLIENT=confluent, producer_config takes librdkafka property "
                                 "names such as linger.ms).") from None
         try:

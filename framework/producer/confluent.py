@@ -27,7 +27,8 @@ Contract:
   (librdkafka property names, e.g. ``{"linger.ms": 5}``; ProducerABC's
   ``producer_config=``) is applied last. Overriding ``acks``,
   ``enable.idempotence``, ``enable.gapless.guarantee`` or ``message.timeout.ms``
-  gives up the no-gap guarantee below.
+  would give up the no-gap guarantee below, so ProducerABC refuses it
+  (:mod:`framework.producer.config`).
 - **No gap.** Idempotence keeps each partition in send order without duplicates,
   and the broker refuses a batch that does not follow the last one it wrote from
   this producer. A failed batch that could leave a gap (a permanent error such as
@@ -372,7 +373,7 @@ class ConfluentProducer:
         self._confirmed.add(destination)
 
     def _produce_when_room(self, topic: str, value: bytes | None, key: bytes | None, partition: int,
-                           future: DeliveryFuture, timestamp: int, headers: list | None) -> None:
+                           future: DeliveryFuture, timestamp: int, headers: list[tuple[str, bytes]] | None) -> None:
         deadline = time.monotonic() + self._max_block
         while True:
             self._call(self._producer.poll, 0.05)
@@ -385,7 +386,7 @@ class ConfluentProducer:
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise KafkaTimeoutError(f"librdkafka's local queue stayed full for {self._max_block:g} s; "
-                                            "the broker does not take records fast enough or is unreachable")
+                                            "the broker does not take records fast enough or is unreachable") from None
             except self._refusal as exc:
                 raise self._refused(exc) from None
 

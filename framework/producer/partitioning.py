@@ -26,7 +26,7 @@ __all__ = ["murmur2", "partition_for_key", "partition_for_position", "Partitione
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition the Java/kafka-python default partitioner gives ``key`` among ``partitions``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def partition_for_position(position: int, partitions: int) -> int:

@@ -68,7 +68,7 @@ def header(headers: Any, name: str) -> bytes | None:
     """The value of header ``name`` in a kafka-python header list, or None."""
     for key, value in headers or ():
         if key == name:
-            return value
+            return bytes(value)
     return None
 
 

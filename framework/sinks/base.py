@@ -61,7 +61,7 @@ class ForeachBatchWriter(abc.ABC):
     """Base of the writers: receives each micro-batch of each topic, on the driver.
 
     A consumer declares an *instance* (``writer = ParquetWriter()``); the
-    consumer works on a bound copy (:meth:`bind`), so one declaration serves
+    consumer works on a bound copy (:meth:`_bind`), so one declaration serves
     every consumer instance. Override :meth:`write_batch`; optionally
     :meth:`write_quarantine` (default: Parquet, exactly once, in
     ``<output_dir>/<table>_quarantine/``), :meth:`prepare` (called once per
@@ -97,7 +97,7 @@ class ForeachBatchWriter(abc.ABC):
     _settings: "Settings | None" = None
     consumer_name: str = ""
 
-    def bind(self, settings: "Settings", consumer_name: str) -> "ForeachBatchWriter":
+    def _bind(self, settings: "Settings", consumer_name: str) -> "ForeachBatchWriter":
         """A copy of this writer that knows the settings and the consumer it writes for."""
         bound = copy.copy(self)
         bound._settings = settings
@@ -108,7 +108,7 @@ class ForeachBatchWriter(abc.ABC):
     def settings(self) -> "Settings":
         if self._settings is None:
             raise ConsumerError(f"{type(self).__name__} is not bound to a consumer yet; "
-                                "the consumer calls bind(settings, name) before writing.")
+                                "the consumer binds it (to its settings and name) before writing.")
         return self._settings
 
     def describe(self) -> str:
@@ -128,10 +128,10 @@ class ForeachBatchWriter(abc.ABC):
         return Path(self.settings.output_dir) / f"{self.table_name(topic)}{QUARANTINE_SUFFIX}"
 
     def prepare(self, topic: str, fresh_checkpoint: bool) -> None:
-        """Before the topic's query starts: prepare its quarantine (:meth:`prepare_quarantine`)."""
-        self.prepare_quarantine(topic, fresh_checkpoint)
+        """Before the topic's query starts: prepare its quarantine (:meth:`_prepare_quarantine`)."""
+        self._prepare_quarantine(topic, fresh_checkpoint)
 
-    def prepare_quarantine(self, topic: str, fresh_checkpoint: bool) -> None:
+    def _prepare_quarantine(self, topic: str, fresh_checkpoint: bool) -> None:
         """Clean the quarantine's staging, check it belongs to us."""
         path = self.quarantine_path(topic)
         if path is not None:
@@ -143,7 +143,7 @@ class ForeachBatchWriter(abc.ABC):
         ``tables`` are the route tables the topic's rows are written to. Default:
         prepare the topic's quarantine only.
         """
-        self.prepare_quarantine(topic, fresh_checkpoint)
+        self._prepare_quarantine(topic, fresh_checkpoint)
 
     @abc.abstractmethod
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:

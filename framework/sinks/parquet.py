@@ -77,5 +77,7 @@ class ParquetWriter(ForeachBatchWriter):
         self.publisher(self.output_path(topic)).publish(df, batch_id, planned_rows())
 
     def write_quarantine(self, df: "DataFrame", batch_id: int, topic: str) -> None:
-        self.publisher(self.quarantine_path(topic)).publish(df, batch_id, planned_rows())
+        path = self.quarantine_path(topic)
+        assert path is not None  # a ParquetWriter always has a quarantine table
+        self.publisher(path).publish(df, batch_id, planned_rows())
 

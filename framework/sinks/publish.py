@@ -179,7 +179,7 @@ def _merge(parts: Sequence[Path], target: Path, compression: str) -> Path:
 def _row_count(path: Path) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(path).num_rows
+    return int(pq.read_metadata(path).num_rows)
 
 
 def _fsync(path: Path) -> None:

@@ -34,7 +34,7 @@ Minimal use::
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator, Mapping
+from typing import Any, Generator, Iterator, Mapping
 
 import orjson
 import requests
@@ -147,7 +147,7 @@ class NdjsonStream:
                 return
             self.stop.wait(self.poll_interval)
 
-    def _connection(self, start: int, fast: bool = False) -> Iterator[tuple[int, bytes]]:
+    def _connection(self, start: int, fast: bool = False) -> Generator[tuple[int, bytes], None, None]:
         params = {**self.params, "from": start, **({"delay": 0} if fast else {})}
         try:
             response = self.session.get(self.url, params=params, stream=True, timeout=self.timeout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from framework.local.kafka_broker import LocalKafkaBroker, free_port
 from framework.local.postgres import LocalPostgres
@@ -46,7 +46,7 @@ def running_local_postgres(state_dir: Path | None = None) -> Iterator[LocalPostg
     import tempfile
 
     own = state_dir is None
-    root = Path(tempfile.mkdtemp(prefix="pipeline-pg-")) if own else Path(state_dir)
+    root = Path(tempfile.mkdtemp(prefix="pipeline-pg-")) if state_dir is None else Path(state_dir)
     root.chmod(0o711)
     server = LocalPostgres(state_dir=root / "postgres", port=free_port())
     server.start()
@@ -58,7 +58,7 @@ def running_local_postgres(state_dir: Path | None = None) -> Iterator[LocalPostg
             shutil.rmtree(root, ignore_errors=True)
 
 
-def local_test_settings(broker: LocalKafkaBroker, workdir: Path, **overrides) -> Settings:
+def local_test_settings(broker: LocalKafkaBroker, workdir: Path, **overrides: Any) -> Settings:
     """Settings that use ``broker`` and keep all output under ``workdir``."""
     base = Settings.from_env()
     values = dict(kafka_bootstrap_servers=broker.bootstrap_servers, output_dir=Path(workdir) / "output",

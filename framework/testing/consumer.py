@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 from framework.consumer.parsing import SchemaLike, kafka_frame, resolve_schema, split_valid_invalid
 from framework.consumer.routing import Routing, parse_routed, route_tables, split_routed
@@ -40,11 +40,13 @@ KAFKA_SOURCE_DDL = ("key binary, value binary, topic string, partition int, offs
                     "timestamp timestamp, timestampType int")
 
 
-def local_spark(settings: Settings | None = None) -> "SparkSession":
+def local_spark(settings: Settings | None = None, kafka_connector: bool = True) -> "SparkSession":
     """The active SparkSession, or a new ``local[2]`` one (with the Kafka connector) if there is none.
 
     Reusing the active session keeps one JVM per test process; the session is
     built like the framework's own, so later integration tests can reuse it.
+    ``kafka_connector=False`` builds it without Spark's Kafka connector (static frames
+    only: no Maven download), as a hermetic unit test wants.
     """
     from pyspark.sql import SparkSession
 
@@ -54,7 +56,7 @@ def local_spark(settings: Settings | None = None) -> "SparkSession":
     from framework.spark import build_spark_session
 
     settings = settings or Settings.from_env().replace(spark_master="local[2]", spark_shuffle_partitions=2)
-    return build_spark_session(settings, app_name="pipeline-tests")
+    return build_spark_session(settings, app_name="pipeline-tests", kafka_connector=kafka_connector)
 
 
 def kafka_like_frame(spark: "SparkSession", values: Sequence[str | bytes | None], topic: str = "test",
@@ -106,7 +108,7 @@ def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence
         consumer_cls = schema
         topic = topic or consumer_cls.topics[0]
         declared = consumer_cls.schema
-        schema = declared[topic] if isinstance(declared, dict) else declared
+        schema = declared[topic] if isinstance(declared, Mapping) else declared
     struct = resolve_schema(schema, spark)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or "test"))
     valid, bad = split_valid_invalid(frame, struct)
@@ -119,7 +121,8 @@ def _parse_routed_values(consumer_cls: "type[ConsumerSparkABC]", values: Sequenc
                          spark: "SparkSession", topic: str | None) -> ParseResult:
     owner = f"{consumer_cls.__qualname__}.schema"
     routes = dict(consumer_cls.routes or {})
-    schemas = {t: resolve_schema(consumer_cls.schema[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
+    per_table = cast(Mapping[str, SchemaLike], consumer_cls.schema)  # a routing consumer has one per table
+    schemas = {t: resolve_schema(per_table[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
     routing = Routing(str(consumer_cls.route_field), routes, schemas)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or consumer_cls.topics[0]))
     tables, bad = split_routed(parse_routed(frame, routing), routing)
@@ -162,7 +165,10 @@ class RecordingWriter(ForeachBatchWriter):
 
 def run_batch(consumer: "ConsumerSparkABC", values: Sequence[str | bytes | None], batch_id: int = 0,
               topic: str | None = None, partitions: int = 1) -> tuple[int, int]:
-    """Run ``consumer.process_batch`` on a static frame of ``values``: (rows written, rows quarantined)."""
+    """Run the consumer's batch body (parse, split, write) on a static frame of ``values``.
+
+    Returns (rows written, rows quarantined), as one micro-batch of :meth:`ConsumerSparkABC.run` would.
+    """
     topic = topic or consumer.topics[0]
     frame = kafka_like_frame(consumer.spark, values, topic=topic, partitions=partitions)
-    return consumer.process_batch(frame, batch_id, topic)
+    return consumer._process_batch(frame, batch_id, topic)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 import requests
@@ -66,7 +66,7 @@ class RecordedMessage:
         return orjson.loads(self.value)
 
 
-class RecordFuture(Future):
+class RecordFuture(Future):  # type: ignore[misc]  # kafka-python ships no type information
     """A kafka-python future with ``get()``, like ``FutureRecordMetadata``."""
 
     def get(self, timeout: float | None = None) -> Any:
@@ -275,9 +275,9 @@ class FakeNdjsonSession:
     is called at each GET. ``requests`` holds the params of every GET.
     """
 
-    def __init__(self, records: Sequence[dict] | None = None, *, lines: Sequence[str | bytes] | None = None,
+    def __init__(self, records: Sequence[dict[str, Any]] | None = None, *, lines: Sequence[str | bytes] | None = None,
                  breaks: Sequence[int] = (), refuse: int = 0, status: int = 200, chunk_size: int | None = None,
-                 on_request: Callable[[int, dict], None] | None = None) -> None:
+                 on_request: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         if lines is None:
             lines = [orjson.dumps({"_position": i, **r}) for i, r in enumerate(records or [])]
         self.lines = [line.encode() if isinstance(line, str) else bytes(line) for line in lines]
@@ -286,10 +286,11 @@ class FakeNdjsonSession:
         self.status = status
         self.chunk_size = chunk_size
         self.on_request = on_request
-        self.requests: list[dict] = []
+        self.requests: list[dict[str, Any]] = []
         self.urls: list[str] = []
 
-    def get(self, url: str, params: dict | None = None, stream: bool = False, timeout: Any = None) -> FakeResponse:
+    def get(self, url: str, params: dict[str, Any] | None = None, stream: bool = False,
+            timeout: Any = None) -> FakeResponse:
         params = dict(params or {})
         index = len(self.requests)
         self.requests.append(params)
@@ -316,3 +317,13 @@ class FakeNdjsonSession:
 
     def close(self) -> None:
         pass
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes (and the real admin) fit what ProducerABC accepts
+    from framework.admin import KafkaAdmin
+    from framework.producer.protocols import AdminLike, HttpSessionLike, KafkaConsumerLike, KafkaProducerLike
+
+    def _fits(producer: RecordingProducer, session: FakeNdjsonSession, admin: FakeAdmin, consumer: FakeConsumer,
+              kafka_admin: KafkaAdmin) -> tuple[KafkaProducerLike, HttpSessionLike, AdminLike, KafkaConsumerLike,
+                                                AdminLike]:
+        return producer, session, admin, consumer, kafka_admin

@@ -63,7 +63,7 @@ def new_topics(settings, prefix: str) -> tuple[str, str]:
 
 def offsets_of(table: Path) -> list[tuple[int, int]]:
     data = pq.read_table(table, columns=["kafka_partition", "kafka_offset"])
-    return list(zip(data.column("kafka_partition").to_pylist(), data.column("kafka_offset").to_pylist()))
+    return list(zip(data.column("kafka_partition").to_pylist(), data.column("kafka_offset").to_pylist(), strict=True))
 
 
 def assert_exact(table: Path, expected: set[tuple[int, int]]) -> None:

@@ -78,7 +78,7 @@ def test_game_events_are_acknowledged_routed_into_tables_and_queryable(spark, se
 
     with consumer_cls(settings, spark=spark) as consumer:
         summary = consumer.run(mode="bounded")
-        assert consumer.table_rows() == {"purchases": 19 + 10, "joins": 6 + 10, "declarations": 5 + 10,
+        assert summary.tables == {"purchases": 19 + 10, "joins": 6 + 10, "declarations": 5 + 10,
                                          "visits": 2 + 10}
     events = summary.topics[topic]
     assert (events.rows_written, events.rows_quarantined, events.lag) == (72, len(MALFORMED), 0)

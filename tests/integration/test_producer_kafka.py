@@ -228,7 +228,7 @@ class _BadLinesHandler(http.server.BaseHTTPRequestHandler):
     LINES = [b'{"sensor": 1, "c": 20.5}', b'{"sensor": 2, "c": 21.0', b'[1, 2, 3]', b'{"c": 22.0}',
              b'{"sensor": 3, "c": 23.5}', b'\xff\xfe not utf-8', b'{"sensor": 1, "c": 19.0}']
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         start = int(parse_qs(urlparse(self.path).query).get("from", ["0"])[0])
         body = b"".join(line + b"\n" for line in self.LINES[start:])
         self.send_response(200)

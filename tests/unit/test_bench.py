@@ -133,7 +133,7 @@ def test_paced_ranges_follow_the_rate_on_a_fake_clock():
     assert released[0][1:] == (0, 1)  # the first record at once
     assert [r[1] for r in released[1:]] == [r[2] for r in released[:-1]]  # contiguous, nothing skipped
     assert released[-1][2] == 10
-    for at, low, high in released:
+    for at, _low, high in released:
         assert at - 100.0 >= (high - 1) / 1000 - 1e-9  # nothing released before it is due
     assert now[0] - 100.0 == pytest.approx(0.009, abs=0.002)  # 10 records at 1000/s take 9 ms
     assert list(paced_ranges(10, rate=0)) == [(0, 10)]
@@ -165,7 +165,7 @@ def test_the_producer_sends_every_synthetic_record_through_the_timed_client():
 def test_timed_producer_counts_bytes_and_samples_latencies():
     inner = RecordingProducer(auto_ack=False)
     timed = TimedProducer(inner, sample=2)
-    for i in range(5):
+    for _ in range(5):
         timed.send("t", value=b"x" * 10, partition=0)
     assert timed.latencies == []  # nothing acknowledged before the flush
     timed.flush()

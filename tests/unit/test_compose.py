@@ -259,7 +259,8 @@ def test_start_up_is_ordered_by_health(services):
             condition = spec["condition"]
             assert condition in ("service_healthy", "service_started", "service_completed_successfully")
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                assert "healthcheck" in services[dep], \
+                    f"{name} waits for {dep} to be healthy, but it has no healthcheck"
     consumer = services["consumer"]["depends_on"]
     for needed in ("kafka1", "kafka2", "kafka3", "spark-worker-1", "spark-worker-2"):
         assert consumer[needed]["condition"] == "service_healthy"

@@ -191,10 +191,16 @@ def test_other_users_of_producer_clients_keep_kafka_python(fake, mocker, setting
         ProducerClients(settings, "x", client="rdkafka")
 
 
-def test_kafka_python_names_in_producer_config_fail_clearly_with_the_real_librdkafka(settings):
-    clients = ProducerClients(settings, "unit", producer_config={"linger_ms": 5}, client="confluent")
-    with pytest.raises(ProducerError, match=r"cannot be created: No such configuration property: \"linger_ms\" "
-                                            r".*librdkafka property names such as linger.ms"):
+def test_kafka_python_names_in_producer_config_fail_clearly_before_the_client_is_built(settings):
+    with pytest.raises(ProducerError, match=r"producer_config key 'linger_ms' is not a librdkafka producer property; "
+                                            r"did you mean 'linger.ms'\?"):
+        ProducerClients(settings, "unit", producer_config={"linger_ms": 5}, client="confluent")
+
+
+def test_librdkafkas_own_refusal_names_the_property_naming_rule(settings):
+    clients = ProducerClients(settings, "unit", producer_config={"linger.ms": "soon"}, client="confluent")
+    with pytest.raises(ProducerError, match=r"cannot be created: Invalid value for configuration property .*"
+                                            r"librdkafka property names such as linger.ms"):
         clients.producer()
 
 

@@ -18,7 +18,8 @@ from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, 
 from framework.commands import consume as consume_command
 from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.errors import ConsumerError, DeclarationError, RegistryError
-from framework.consumer.parsing import METADATA_COLUMNS, QUARANTINE_COLUMNS, kafka_frame, resolve_schema, split_valid_invalid
+from framework.consumer.parsing import (METADATA_COLUMNS, QUARANTINE_COLUMNS, kafka_frame, resolve_schema,
+                                        split_valid_invalid)
 from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, batch_report,
                                 checkpoint_is_fresh, committed_offsets, lag)
 from framework.consumer.queries import BatchInterrupted, QueryGroup

@@ -494,9 +494,9 @@ def test_a_routing_batch_hands_each_table_and_the_quarantine_to_the_writer(spark
     assert recorder.quarantined[("events", 3)][0]["reason"] == "not valid JSON"
     assert run_batch(consumer, ROUTED_GOOD[1:2], batch_id=4) == (1, 0)
     assert set(recorder.batches) - {(t, 3) for t in seen} == {("joins", 4)}  # empty tables are not handed over
-    assert consumer.table_rows() == {"purchases": 2, "joins": 2, "declarations": 1, "visits": 1}
+    assert consumer._table_rows() == {"purchases": 2, "joins": 2, "declarations": 1, "visits": 1}
     with pytest.raises(Exception, match="routes 'events' into tables"):
-        consumer.schema_for("events")
+        consumer._schema_for("events")
 
 
 def test_parquet_tables_per_route_exactly_once_and_queryable(spark, unit_settings):
@@ -505,7 +505,7 @@ def test_parquet_tables_per_route_exactly_once_and_queryable(spark, unit_setting
         writer = ParquetWriter()
 
     consumer = Routed(unit_settings, spark=spark)
-    routing = consumer.routing()
+    routing = consumer._routing()
     consumer.bound_writer.prepare_routes("events", routing.tables, fresh_checkpoint=True)
     out = unit_settings.output_dir
     batch = ROUTED_GOOD * 3 + ["bad", game_value("dance")]

@@ -37,7 +37,7 @@ def seconds(text: str) -> float:
 
 def pearson(xs: list[float], ys: list[float]) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
     sxx = sum((x - mx) ** 2 for x in xs)
     syy = sum((y - my) ** 2 for y in ys)
     return sxy / math.sqrt(sxx * syy)
@@ -96,7 +96,7 @@ def test_records_have_the_documented_schema_and_are_only_slightly_out_of_order(t
     assert len(workorders) == round(SMALL.hours * 60)
     times = [m["time"] for m in metrics]
     assert times != sorted(times)  # shuffled, so the API's sorting is exercised
-    late = max(seconds(a) - seconds(b) for a, b in zip(times, times[1:]))
+    late = max(seconds(a) - seconds(b) for a, b in zip(times, times[1:], strict=False))
     assert 0 < late <= generate._METRICS_LATE + 0.1  # ... but only slightly
 
 

@@ -132,7 +132,7 @@ def test_driver_host_setting_applies_to_cluster_masters_only():
 def test_spark_cluster_is_lazy_and_checks_its_shape():
     cluster = LocalSparkCluster()
     with pytest.raises(FrameworkError, match="not been started"):
-        cluster.master_url
+        _ = cluster.master_url
     assert cluster.status()["running"] is False and cluster.pids() == {}
     with pytest.raises(FrameworkError, match="at least 1 worker"):
         LocalSparkCluster(workers=0)

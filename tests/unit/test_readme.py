@@ -199,7 +199,7 @@ def readme_example(tmp_path):
         spec.loader.exec_module(module)
         yield module
     finally:
-        for registry, classes in zip((PRODUCERS, CONSUMERS), saved):
+        for registry, classes in zip((PRODUCERS, CONSUMERS), saved, strict=True):
             registry._classes.clear()
             registry._classes.update(classes)
 

@@ -71,7 +71,7 @@ def test_overrides_win_and_are_checked():
 
 def test_settings_are_frozen():
     s = Settings.from_env({})
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         s.api_port = 1  # type: ignore[misc]
 
 
