@@ -22,6 +22,9 @@ setup(
         "loguru>=0.7",
         "orjson>=3.10",
         "matplotlib>=3.8",  # PNG charts of the production report
+        # Simulation sources (framework/sources/simulation.py): cadCAD's configuration and engine; 0.5.3 is the
+        # newest release and works on Python 3.11 with pandas 3.
+        "cadCAD==0.5.3",
     ],
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
     entry_points={

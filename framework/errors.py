@@ -64,3 +64,7 @@ class ApiServerError(FrameworkError):
 
 class EventLogError(FrameworkError):
     """An event could not be logged to Kafka: not acknowledged in time, refused, or not serializable."""
+
+
+class SimulationError(FrameworkError):
+    """A simulation model's function failed, or a run cannot be simulated as asked."""
