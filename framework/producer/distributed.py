@@ -128,14 +128,14 @@ class DistributedResult:
 
 
 def publish_on_spark(cls: type[SimulationProducerABC], settings: Settings, *, runs: int | None = None,
-                     topic: str | None = None, spark: Any = None,
+                     timesteps: int | None = None, topic: str | None = None, spark: Any = None,
                      extra_conf: dict[str, str] | None = None) -> DistributedResult:
     """Publish ``cls``'s runs from Spark tasks (see the module docstring); blocks until the job ends.
 
     Uses ``spark`` if given, else builds a session from ``settings``
     (``PIPELINE_SPARK_MASTER``) and stops it at the end.
     """
-    driver = cls(settings, runs=runs, topic=topic)
+    driver = cls(settings, runs=runs, timesteps=timesteps, topic=topic)
     partitions = driver.prepare_topics()
     groups = sorted({partition_of_run(r, partitions) for r in range(1, driver.simulation.runs + 1)})
     spec = {"module": cls.__module__, "qualname": cls.__qualname__, "settings": settings,
