@@ -279,7 +279,7 @@ class _Engine:
 
         cls = type(model)
         try:  # cadCAD's own checks of N, T and M
-            config_sim({"N": model.runs, "T": range(model.timesteps), "M": dict(cls.params)})
+            config_sim({"N": model.runs, "T": range(model.timesteps), **({"M": dict(cls.params)} if cls.params else {})})
         except (KeyError, ValueError, Exception) as exc:  # noqa: BLE001 - cadCAD raises bare Exception
             raise DeclarationError(f"{cls.__name__}: cadCAD refused the simulation configuration: {exc}.") from None
         self.model = model

@@ -148,6 +148,17 @@ def test_a_model_without_messages_is_refused():
                                             "partial_state_update_blocks": [{"variables": {"a": s_count}}]})
 
 
+def test_a_model_without_params_runs():
+    class NoParams(CounterModel):
+        params = {}
+        partial_state_update_blocks = [{"variables": {"count": s_count}}]
+
+        def messages(self, t):
+            yield str(t.state["count"])
+
+    assert [item for _, item in NoParams(runs=1, timesteps=3).simulate(1)] == ["1", "2", "3"]
+
+
 def test_legacy_block_keys_are_accepted_like_cadcad_does():
     class Legacy(CounterModel):
         partial_state_update_blocks = {"only": {"behaviors": {}, "states": {"count": s_count}}}
