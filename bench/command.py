@@ -35,7 +35,7 @@ DEFAULTS = {
     "profile_records": (30_000, 200_000),
     "processes": ("1,2", "1,2,3"),
     "sim_runs": (2, 4),
-    "sim_timesteps": (150, 600),
+    "sim_timesteps": (600, 2000),
 }
 
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="records of the first seconds left out of the latency figures (default 3)")
     g = p.add_argument_group("simulate")
     g.add_argument("--sim-runs", type=int, default=None, help="runs of the chat simulation (quick 2, full 4)")
-    g.add_argument("--sim-timesteps", type=int, default=None, help="timesteps per run (quick 150, full 600)")
+    g.add_argument("--sim-timesteps", type=int, default=None, help="timesteps per run (quick 600, full 2000)")
     g.add_argument("--no-sim-spark", action="store_true", help="skip the Spark (1 and 2 executors) measurements")
     g = p.add_argument_group("sweep (each takes a comma-separated list)")
     g.add_argument("--brokers", default=None,
@@ -135,8 +135,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
                                warmup=args.warmup_seconds, partitions=settings.topic_partitions),
         sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
-        simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"),
-                                 partitions=max(2, pick("sim_runs")), spark=not args.no_sim_spark),
+        simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
         profile=ProfileOptions(records=pick("profile_records"),
                                processes=parse_values(pick("processes"), "--processes")))
 

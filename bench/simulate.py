@@ -48,7 +48,7 @@ REFERENCE = "kafka-producer-perf-test"
 class SimulateOptions:
     runs: int = 4
     timesteps: int = 300
-    partitions: int = 4
+    partitions: int = 4  # chat-sim's (ChatSimProducer.partitions): the reference topic gets as many
     executors: tuple[int, ...] = (1, 2)
     spark: bool = True
     job_timeout: float = 600.0
@@ -60,6 +60,9 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
     from bench.clients import confluent_available
     from framework.sources.simulation import encode_message
 
+    if opts.partitions != ChatSimProducer.partitions:
+        raise BenchError(f"The simulate section publishes chat-sim, which has {ChatSimProducer.partitions} "
+                         f"partitions, not {opts.partitions}.")
     if opts.runs < max(opts.executors) or opts.partitions < max(opts.executors):
         raise BenchError(f"The simulate section needs at least {max(opts.executors)} runs and partitions to keep "
                          f"{max(opts.executors)} executors busy; got {opts.runs} runs, {opts.partitions} partitions.")
@@ -78,7 +81,7 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
                                    record_size=size)
     log.info("simulate: reference ({}) {:,.0f} records/s", REFERENCE, ref.records_per_s)
     client = "confluent" if confluent_available() else "kafka-python"
-    topic = env.new_topic("sim", opts.partitions)
+    topic = env.new_topic("sim", create=False)  # the producer creates it with chat-sim's partition count
     local = run_timed(ChatSimProducer, s.replace(producer_client=client), client=client, runs=opts.runs,
                       timesteps=opts.timesteps, topic=topic)
     if local.sent != messages:
@@ -124,7 +127,7 @@ def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messa
     with LocalSparkCluster(workers=workers, cores_per_worker=1, memory="1g", work_dir=env.path("sim-spark", "x").parent
                            ) as cluster:
         for k in opts.executors:
-            topic = env.new_topic("simspark", opts.partitions)
+            topic = env.new_topic("simspark", create=False)
             env_vars = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")
                         or key == "PIPELINE_CACHE_DIR"}
             env_vars.update(PYTHONPATH=str(ROOT), PIPELINE_SPARK_MASTER=cluster.master_url,
