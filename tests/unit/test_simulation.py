@@ -292,3 +292,16 @@ def test_producer_declaration_checks():
                                                      "transform": lambda self, r: r})
     assert PRODUCERS.get("chat-sim") is ChatSimProducer
     assert "ChatModel (4 runs x 500 timesteps" in ChatSimProducer.source_description()
+
+
+def test_command_lists_simulations_and_keeps_spark_and_runs_for_them(capsys):
+    from framework.commands.produce import main as produce_main
+
+    assert produce_main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "chat-sim         cadCAD model ChatModel (4 runs x 500 timesteps, seed 2026) -> chat" in out
+    assert produce_main(["metrics", "--spark"]) == 2
+    assert "--spark and --runs apply to simulation producers only, and 'metrics' reads an HTTP stream" in \
+        capsys.readouterr().err
+    assert produce_main(["chat-sim", "--runs", "0"]) == 2
+    assert "--runs must be at least 1, not 0" in capsys.readouterr().err
