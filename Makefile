@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install java clean-state help
+.PHONY: run test install java postgres clean-state help
 
 help:
 	@echo "make run   - run the main job (starts and stops what it needs)"
@@ -19,6 +19,7 @@ install: $(STAMP)
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
 	@$(MAKE) --no-print-directory java
+	@$(MAKE) --no-print-directory postgres
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -31,6 +32,14 @@ java:
 		echo "Installing a Java runtime (openjdk-17-jre-headless)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
 	else echo "Java 17 or newer is needed: install it (e.g. apt-get install openjdk-17-jre-headless) and retry"; exit 1; fi
+
+# The embedded default's database: Debian's PostgreSQL server programs, installed with apt when missing and allowed.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing PostgreSQL (Debian package postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else echo "PostgreSQL's server is not installed and cannot be installed here (not root or no apt-get); the Postgres sink and tests need it: apt-get install postgresql, or set PIPELINE_POSTGRES_URL"; fi
 
 run: install
 	$(PY) cmd/run_cmd.py

@@ -66,5 +66,9 @@ class EventLogError(FrameworkError):
     """An event could not be logged to Kafka: not acknowledged in time, refused, or not serializable."""
 
 
+class PostgresError(FrameworkError):
+    """The PostgreSQL server (local or configured) could not be started, reached or used."""
+
+
 class SimulationError(FrameworkError):
     """A simulation model's function failed, or a run cannot be simulated as asked."""

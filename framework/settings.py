@@ -75,6 +75,12 @@ def _broker_count(value: Any) -> str | None:
     return None if 1 <= value <= 9 else "a number of local brokers from 1 to 9"
 
 
+def _postgres_url(value: Any) -> str | None:
+    if value == "" or re.match(r"^postgres(ql)?://[^\s/]+(:\d+)?/[^\s]*$", value):
+        return None
+    return "empty (start the local PostgreSQL) or a URL like postgresql://user:password@host:5432/database"
+
+
 def _bootstrap(value: Any) -> str | None:
     if value == "" or all(_HOSTPORT.match(part.strip()) for part in value.split(",")):
         return None
@@ -123,6 +129,13 @@ class Settings:
     producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
     producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _positive)
     # Streaming API
+    # PostgreSQL (sinks, dashboard, Iceberg catalog)
+    postgres_url: str = _setting(
+        "", "PostgreSQL to use, postgresql://user:password@host:port/database; empty means start the local one",
+        _postgres_url)
+    postgres_port: int = _setting(5433, "port of the local PostgreSQL server (127.0.0.1)", _port)
+    postgres_start_timeout: float = _setting(60.0, "seconds to wait for the local PostgreSQL to answer", _positive)
+
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
     api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
@@ -201,6 +214,11 @@ class Settings:
         return [(self.broker_port + 2 * i, self.broker_controller_port + 2 * i) for i in range(self.broker_count)]
 
     @property
+    def uses_local_postgres(self) -> bool:
+        """True when no external PostgreSQL server is configured."""
+        return self.postgres_url == ""
+
+    @property
     def api_url(self) -> str:
         """Base URL of the streaming API, without a trailing slash."""
         return (self.api_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
@@ -212,7 +230,7 @@ class Settings:
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for ``--help`` and the README."""
+        """(variable, default, description) of every setting, for ``admin_cmd.py settings``."""
         return [(env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
@@ -243,3 +261,52 @@ def _convert(var: str, raw: str, f: dataclasses.Field) -> Any:
         expected = {"int": "a whole number", "float": "a number",
                     "bool": "true or false"}.get(kind, kind)
         raise SettingsError(f"{var}={raw!r} is not valid; expected {expected}.") from None
+
+
+def _shown_default(value: Any) -> str:
+    """A default as a user would type it: empty, ``~`` for the home directory, lower-case booleans."""
+    if value == "" or value == Path(""):
+        return "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path):
+        home = Path(os.path.expanduser("~"))
+        if value == home or home in value.parents:
+            return "~/" + value.relative_to(home).as_posix()
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """The text of ``docs/settings.md``: every setting, its default and its description.
+
+    Regenerate the page with ``python cmd/admin_cmd.py settings --markdown > docs/settings.md``;
+    a unit test fails when the page and this text differ. The text does not depend on the
+    environment or the machine (the home directory is shown as ``~``).
+    """
+    def cell(value: Any) -> str:
+        shown = _shown_default(value)
+        return shown if shown == "(empty)" else f"`{shown}`"
+
+    rows = [f"| `{env_name(f.name)}` | {cell(f.default)} | {f.metadata['help']} |"
+            for f in dataclasses.fields(Settings)]
+    return "\n".join([
+        "# Settings",
+        "",
+        "<!-- Generated from framework/settings.py by "
+        "`python cmd/admin_cmd.py settings --markdown > docs/settings.md`; do not edit by hand. -->",
+        "",
+        f"Every setting is an environment variable with the prefix `{PREFIX}`, read once by",
+        "`Settings.from_env()` and checked before anything connects: an unknown `PIPELINE_*` variable",
+        "(with a \"did you mean\") or a malformed value stops every command with one sentence naming it.",
+        "The defaults run everything on one machine (the embedded default, see",
+        "[local services](local-services.md)). `python cmd/admin_cmd.py settings` prints every setting",
+        "with its current value and marks those set in the environment.",
+        "",
+        "In code: `Settings.from_env()`, `Settings.from_env(environ, **overrides)` and",
+        "`settings.replace(field=value)`; field `x_y` is variable `PIPELINE_X_Y`.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real local Kafka broker (session-wide) and a local SparkSession."""
+"""Shared fixtures: a real local Kafka broker and PostgreSQL (session-wide) and a local SparkSession."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from framework.log import configure_logging
-from framework.testing import local_test_settings, running_local_broker
+from framework.testing import local_test_settings, running_local_broker, running_local_postgres
 
 # Tests must not be steered by a developer's own PIPELINE_* variables, except the
 # jar cache, which is worth sharing with `make run`.
@@ -24,6 +24,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory):
     """A real Apache Kafka broker on free ports for the whole test session."""
     with running_local_broker(tmp_path_factory.mktemp("kafka-state")) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def local_postgres():
+    """A real local PostgreSQL server on a free port for the whole test session (Debian's package)."""
+    with running_local_postgres() as server:
+        yield server
 
 
 @pytest.fixture

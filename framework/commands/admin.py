@@ -1,4 +1,7 @@
-"""``python cmd/admin_cmd.py list|create|delete|describe|settings``: topics and settings."""
+"""``python cmd/admin_cmd.py list|create|delete|describe|settings``: topics and settings.
+
+``settings --markdown`` prints the reference page ``docs/settings.md``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +11,7 @@ from typing import Sequence
 from framework import cli
 from framework.admin import KafkaAdmin
 from framework.errors import SettingsError
-from framework.settings import Settings, env_name
+from framework.settings import Settings, env_name, settings_markdown
 
 
 def _configs(pairs: list[str]) -> dict[str, str]:
@@ -22,6 +25,9 @@ def _configs(pairs: list[str]) -> dict[str, str]:
 
 
 def _main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "settings" and args.markdown:
+        print(settings_markdown(), end="")
+        return 0
     if args.action == "settings":
         for var, default, help_text in Settings.describe():
             field = var[len("PIPELINE_"):].lower()
@@ -67,5 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="topic config, repeatable")
     sub.add_parser("delete", help="delete topics").add_argument("topics", nargs="+")
     sub.add_parser("describe", help="partitions, leaders, offsets, configs").add_argument("topics", nargs="*")
-    sub.add_parser("settings", help="every PIPELINE_* setting with its current value")
+    st = sub.add_parser("settings", help="every PIPELINE_* setting with its current value")
+    st.add_argument("--markdown", action="store_true",
+                    help="print the settings reference page instead (docs/settings.md)")
     return cli.run(p, _main, argv)

@@ -5,6 +5,10 @@
 - Kafka: with no ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` it starts the local Apache
   Kafka broker (or reuses one already running, which it then leaves running);
   with bootstrap servers set it only checks they answer.
+- PostgreSQL, when a job asks for it (:meth:`EmbeddedServices.ensure_postgres`):
+  with no ``PIPELINE_POSTGRES_URL`` it starts the local server (or reuses a
+  running one, which it then leaves running); with a URL set it only checks
+  that the server answers.
 - Any other background service the job hands it (``start_service``), for
   example the streaming API; each is stopped in reverse order on exit.
 
@@ -19,6 +23,7 @@ from typing import Any, Callable, Protocol
 from framework.admin import KafkaAdmin
 from framework.local.kafka_broker import LocalKafkaBroker
 from framework.local.kafka_cluster import LocalKafkaCluster, local_kafka
+from framework.local.postgres import LocalPostgres, PostgresTarget, postgres_target
 from framework.log import get_logger
 from framework.settings import Settings
 
@@ -53,6 +58,24 @@ class EmbeddedServices:
         handle = start()
         self.started.append((name, handle))
         return handle
+
+    def ensure_postgres(self) -> PostgresTarget:
+        """The database of the settings, answering: the local server is started when no URL is set.
+
+        Raises :class:`~framework.errors.PostgresError` (one sentence) when it
+        cannot be started or reached.
+        """
+        if not self.settings.uses_local_postgres:
+            target = postgres_target(self.settings)
+            with target.connect(timeout=10):
+                log.info("Using the PostgreSQL server at {}", target.safe_url)
+            return target
+        pg = LocalPostgres.from_settings(self.settings)
+        if pg.running_pid():
+            log.info("Using the local PostgreSQL already running at {}", pg.target.safe_url)
+        else:
+            self.start_service("local PostgreSQL", pg.start)
+        return pg.target
 
     def stop(self) -> None:
         """Stop everything this object started, newest first."""

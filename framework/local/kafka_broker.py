@@ -35,6 +35,9 @@ from pathlib import Path
 
 from framework.errors import BrokerError
 from framework.local.jars import java_executable, resolve
+from framework.local.processes import alive as _alive
+from framework.local.processes import port_is_free
+from framework.local.processes import wait_exit as _wait_exit
 from framework.log import get_logger
 from framework.settings import Settings
 
@@ -320,21 +323,11 @@ class LocalKafkaBroker:
         The wait covers a broker that was just killed: its JVM threads may
         still hold the listening socket for a moment after the PID is gone.
         """
-        deadline = time.monotonic() + wait
-        while True:
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind(("127.0.0.1", port))
-                    return
-                except OSError:
-                    if time.monotonic() < deadline:
-                        time.sleep(0.25)
-                        continue
-                raise BrokerError(
-                    f"Port {port} on 127.0.0.1 is in use by another process, so the local broker cannot start; "
-                    "stop that process, or set PIPELINE_BROKER_PORT / PIPELINE_BROKER_CONTROLLER_PORT "
-                    "to free ports, or set PIPELINE_KAFKA_BOOTSTRAP_SERVERS to use a running cluster.")
+        if not port_is_free(port, wait):
+            raise BrokerError(
+                f"Port {port} on 127.0.0.1 is in use by another process, so the local broker cannot start; "
+                "stop that process, or set PIPELINE_BROKER_PORT / PIPELINE_BROKER_CONTROLLER_PORT "
+                "to free ports, or set PIPELINE_KAFKA_BOOTSTRAP_SERVERS to use a running cluster.")
 
 
 def _cluster_id() -> str:
@@ -343,32 +336,3 @@ def _cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        if state == "Z":
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            return False
-    except OSError:
-        pass
-    return True
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.2)
-    return not _alive(pid)

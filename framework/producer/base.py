@@ -66,24 +66,11 @@ class ProducerABC:
     4. at the end of the stream (or on :meth:`stop`): flush, check that every send was
        acknowledged, close, and return a :class:`ProduceSummary`.
 
-    **Exactly once across restarts, even after SIGKILL.** Each record has one destination
-    *d* (topic, partition), a pure function of the record and the partition count, and records
-    are sent in increasing source position. The idempotent producer writes each partition in
-    send order without duplicates, and on the first failed delivery the producer is halted
-    before it can write anything after the failed batch, so at every instant (a SIGKILL
-    included) each destination holds a gap-free prefix, in position order, of the records
-    meant for it. Hence if the last record of *d* has position ``p_d``, every record for *d*
-    up to ``p_d`` is present and none beyond. A restart therefore skips a record at position
-    *x* for *d* exactly when ``p_d >= x``, and asks the stream to start at
-    ``max(min_d p_d, L) + 1``, where ``L`` (the largest ``source-watermark`` read back) is a
-    position up to which every record was acknowledged (positions up to ``max_d p_d`` are
-    re-read with ``delay=0``, as they are only skipped). Taking the *minimum* over
-    destinations (never the maximum) is what avoids losing record 100 of partition B when
-    partition A already got 101; the watermark keeps an empty dead-letter topic or an idle
-    partition from forcing a replay from 0. Assumptions: the stream's order and content are
-    stable, :meth:`transform` is deterministic, the partition count does not change, nobody
-    else writes to the topics, and a restart comes after the killed process's last requests
-    reached the broker (milliseconds).
+    **Exactly once across restarts, even after SIGKILL.** Every source record is in ``topic``
+    (or ``<topic>.dlq``) exactly once after any sequence of runs, kills and restarts, provided
+    the stream's order and content are stable, :meth:`transform` is deterministic, the
+    partition count does not change and nobody else writes to the topics. The mechanism and
+    its proof: ``docs/exactly-once.md``.
 
     **Failures.** A broken HTTP stream is reconnected from the next position
     (:class:`~framework.sources.http.NdjsonStream`); a failed or refused send restarts the

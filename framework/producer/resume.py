@@ -11,7 +11,7 @@ Every record the producer writes carries two ASCII-decimal headers:
 topic and of its dead-letter topic (each one a *destination*) and returns a
 :class:`ResumeState`: the per-destination high-water position ``p_d`` (-1 for an
 empty partition) and the largest watermark seen. Why this is enough for
-exactly-once is explained in :class:`framework.producer.base.ProducerABC`.
+exactly-once is explained in ``docs/exactly-once.md``.
 
 Minimal use::
 

@@ -2,6 +2,8 @@
 
 - :func:`running_local_broker`: a real Apache Kafka broker on free ports in a
   temporary state directory, stopped afterwards (integration tests).
+- :func:`running_local_postgres`: a real PostgreSQL server on a free port in a
+  temporary state directory, stopped afterwards (integration tests).
 - :func:`local_test_settings`: settings pointing at such a broker and at
   temporary output directories.
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from framework.local.kafka_broker import LocalKafkaBroker, free_port
+from framework.local.postgres import LocalPostgres
 from framework.settings import Settings
 
 
@@ -29,6 +32,30 @@ def running_local_broker(state_dir: Path, settings: Settings | None = None) -> I
         yield broker
     finally:
         broker.stop()
+
+
+@contextlib.contextmanager
+def running_local_postgres(state_dir: Path | None = None) -> Iterator[LocalPostgres]:
+    """A real local PostgreSQL on a free port, state in ``state_dir`` (default: a new temporary directory).
+
+    As root the server runs as the ``postgres`` user, which must be able to
+    traverse ``state_dir``; the default directory is made so (mode 0711).
+    The server is stopped, and a default directory removed, on exit.
+    """
+    import shutil
+    import tempfile
+
+    own = state_dir is None
+    root = Path(tempfile.mkdtemp(prefix="pipeline-pg-")) if own else Path(state_dir)
+    root.chmod(0o711)
+    server = LocalPostgres(state_dir=root / "postgres", port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def local_test_settings(broker: LocalKafkaBroker, workdir: Path, **overrides) -> Settings:

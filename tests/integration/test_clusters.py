@@ -24,7 +24,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from framework.admin import KafkaAdmin
-from framework.local.kafka_broker import _alive, free_port
+from framework.local.kafka_broker import free_port
+from framework.local.processes import alive as _alive
 from framework.local.kafka_cluster import LocalKafkaCluster
 from framework.settings import Settings
 from framework.local.spark_cluster import LocalSparkCluster

@@ -15,7 +15,7 @@ import contextlib
 import pytest
 
 from framework.admin import KafkaAdmin
-from framework.local.kafka_broker import _alive
+from framework.local.processes import alive as _alive
 from framework.settings import Settings
 from framework.testing import running_local_broker
 from framework.local.spark_cluster import LocalSparkCluster
