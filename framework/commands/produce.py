@@ -45,7 +45,8 @@ class Outcome:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("Stream HTTP NDJSON endpoints into Kafka topics, exactly once across restarts.")
+    p = cli.parser("Stream HTTP NDJSON endpoints, or publish cadCAD simulations, into Kafka topics, exactly once "
+                   "across restarts.")
     p.add_argument("names", nargs="*", metavar="NAME", help="producers to run (see --list)")
     p.add_argument("--all", action="store_true", help="run every registered producer")
     p.add_argument("--list", action="store_true", help="print the registered producers and exit")
