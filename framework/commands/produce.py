@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true",
                    help="at the end of a stream, keep asking for new records until stopped")
     p.add_argument("--delay", type=float, default=None,
-                   help="ask the API for this many seconds between records (default: the API's own)")
+                   help="ask the API for this many seconds between records (default: the API's own); simulations: "
+                        "seconds between timesteps")
     p.add_argument("--runs", type=int, default=None, metavar="N",
                    help="simulation producers: simulate N runs instead of the model's own number")
     p.add_argument("--spark", action="store_true",
