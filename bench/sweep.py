@@ -396,6 +396,10 @@ def sweep_table(results: Sequence[SweepResult], best: Recommendation | None, siz
     if best is not None:
         notes.append(f"Recommended: **{best.result.point.label}** ({best.reason}): "
                      f"{best.result.records_per_s:,.0f} records/s, p99 {best.result.p99_ms:,.0f} ms.")
+    fastest = recommend(results, None)
+    if fastest is not None and (best is None or fastest.result is not best.result):
+        notes.append(f"Fastest acks=all (exactly-once) point, whatever its latency: **{fastest.result.point.label}**: "
+                     f"{fastest.result.records_per_s:,.0f} records/s, p99 {fastest.result.p99_ms:,.0f} ms.")
     if safe is not None:
         notes.append(f"Fastest that also survives the loss of a broker (acks=all, replication >= 2, "
                      f"min.insync.replicas >= 2): **{safe.result.point.label}** ({safe.reason}): "
