@@ -298,3 +298,25 @@ def test_cluster_dimensions_leave_out_impossible_points_and_order_by_broker_coun
     assert not points[1].survives_a_broker_loss and points[1].topic_configs() == {"min.insync.replicas": "1"}
     with pytest.raises(BenchError, match="No sweep point is possible"):
         SweepGrid(brokers=(1,), replication_factor=(3,)).check()
+
+
+def test_the_environment_starts_pipeline_broker_count_brokers(monkeypatch):
+    from bench import environment as environment_module
+
+    started = []
+
+    class FakeKafka:
+        bootstrap_servers = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+
+        def stop(self):
+            started.append("stopped")
+
+    def fake_start(settings, brokers, state_dir):
+        started.append(brokers)
+        return FakeKafka()
+
+    monkeypatch.setattr(environment_module, "start_local_kafka", fake_start)
+    settings = Settings.from_env().replace(broker_count=3, kafka_bootstrap_servers="")
+    with environment_module.BenchEnvironment(settings) as env:
+        assert env.broker_count == 3 and env.bootstrap_servers == FakeKafka.bootstrap_servers
+    assert started == [3, "stopped"]
