@@ -21,9 +21,12 @@ setup(
         "pyarrow>=15",
         "loguru>=0.7",
         "orjson>=3.10",
-        "matplotlib>=3.8",
+        "matplotlib>=3.8",  # PNG charts of the production report
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
-        "psycopg[binary]>=3.2",  # PNG charts of the production report
+        "psycopg[binary]>=3.2",
+        # Simulation sources (framework/sources/simulation.py): cadCAD's configuration and engine; 0.5.3 is the
+        # newest release and works on Python 3.11 with pandas 3.
+        "cadCAD==0.5.3",
     ],
     package_data={"framework": ["py.typed"]},  # PEP 561: the framework's type hints are part of its API
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",

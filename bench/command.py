@@ -19,6 +19,7 @@ from bench.consume import ConsumeOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
 from bench.profile import ProfileOptions
+from bench.simulate import SimulateOptions
 from bench.runner import SECTIONS, BenchOptions, check_sections, run_bench
 from bench.sweep import FULL_GRID, QUICK_GRID, SweepGrid, SweepOptions, parse_values
 from framework.settings import Settings
@@ -33,6 +34,8 @@ DEFAULTS = {
     "sweep_records": (30_000, 100_000),
     "profile_records": (30_000, 200_000),
     "processes": ("1,2", "1,2,3"),
+    "sim_runs": (2, 4),
+    "sim_timesteps": (600, 2000),
 }
 
 
@@ -62,11 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trigger-seconds", type=float, default=1.0, help="consumer trigger (default 1)")
     g.add_argument("--warmup-seconds", type=float, default=3.0,
                    help="records of the first seconds left out of the latency figures (default 3)")
+    g = p.add_argument_group("simulate")
+    g.add_argument("--sim-runs", type=int, default=None, help="runs of the chat simulation (quick 2, full 4)")
+    g.add_argument("--sim-timesteps", type=int, default=None, help="timesteps per run (quick 600, full 2000)")
+    g.add_argument("--no-sim-spark", action="store_true", help="skip the Spark (1 and 2 executors) measurements")
     g = p.add_argument_group("sweep (each takes a comma-separated list)")
+    g.add_argument("--brokers", default=None,
+                   help="Kafka broker counts; a local cluster is started for each other than the benchmark's own "
+                        "(PIPELINE_BROKER_COUNT) (default 1,3)")
+    g.add_argument("--replication-factor", default=None, help="topic replication factors (default 1,3)")
+    g.add_argument("--min-insync-replicas", default=None, help="topic min.insync.replicas (default 1,2)")
     g.add_argument("--partitions", default=None, help="topic partitions (quick 3, full 1,3)")
-    g.add_argument("--batch-size", default=None, help="producer batch.size in bytes (default 16384,65536)")
-    g.add_argument("--linger-ms", default=None, help="producer linger.ms (default 0,20)")
-    g.add_argument("--compression", default=None, help="none, gzip, snappy, lz4, zstd (quick none, full none,gzip)")
+    g.add_argument("--batch-size", default=None, help="producer batch.size in bytes (quick 65536, full 16384,65536)")
+    g.add_argument("--linger-ms", default=None, help="producer linger.ms (quick 0, full 0,20)")
+    g.add_argument("--compression", default=None, help="none, gzip, snappy, lz4, zstd (default none)")
     g.add_argument("--acks", default=None, help="0, 1, all (default 1,all)")
     g.add_argument("--sweep-records", type=int, default=None, help="records per point (quick 30000, full 100000)")
     g.add_argument("--rate", type=float, default=0.0,
@@ -92,7 +104,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         value = getattr(args, name, None)
         return DEFAULTS[name][mode] if value is None else value
 
-    for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records"):
+    for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
+                 "sim_runs", "sim_timesteps"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -101,7 +114,12 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         batch_size=parse_values(args.batch_size, "--batch-size") if args.batch_size else base.batch_size,
         linger_ms=parse_values(args.linger_ms, "--linger-ms") if args.linger_ms else base.linger_ms,
         compression=parse_values(args.compression, "--compression", str) if args.compression else base.compression,
-        acks=parse_values(args.acks, "--acks", str) if args.acks else base.acks)
+        acks=parse_values(args.acks, "--acks", str) if args.acks else base.acks,
+        brokers=parse_values(args.brokers, "--brokers") if args.brokers else base.brokers,
+        replication_factor=(parse_values(args.replication_factor, "--replication-factor") if args.replication_factor
+                            else base.replication_factor),
+        min_insync_replicas=(parse_values(args.min_insync_replicas, "--min-insync-replicas")
+                             if args.min_insync_replicas else base.min_insync_replicas))
     grid.check()
     out = args.out or Path("bench_results") / time.strftime("%Y%m%d-%H%M%S")
     argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench_cmd.py") else ""
@@ -117,6 +135,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
                                warmup=args.warmup_seconds, partitions=settings.topic_partitions),
         sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
+        simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
         profile=ProfileOptions(records=pick("profile_records"),
                                processes=parse_values(pick("processes"), "--processes")))
 

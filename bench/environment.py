@@ -43,7 +43,8 @@ class BenchEnvironment:
         self.keep = keep
         self.run_id = time.strftime("%m%d%H%M%S")
         self.workdir = Path(".")
-        self.broker: LocalKafkaBroker | None = None
+        self.broker: Any = None  # a LocalKafkaBroker, or a LocalKafkaCluster with PIPELINE_BROKER_COUNT > 1
+        self.broker_count = 1
         self._admin: KafkaAdmin | None = None
         self._spark: "SparkSession | None" = None
         self.progress = ProgressCollector()
@@ -105,18 +106,17 @@ class BenchEnvironment:
         base = self.base_settings
         paths = dict(output_dir=self.workdir / "output", checkpoint_dir=self.workdir / "checkpoints",
                      state_dir=self.workdir / "state")
-        if base.uses_local_broker:
-            self.broker = LocalKafkaBroker.from_settings(
-                base, state_dir=self.workdir / "kafka", port=free_port(), controller_port=free_port())
-            log.info("Starting a local Kafka broker for the benchmark (state in {})", self.broker.state_dir)
-            self.broker.start()
+        if base.uses_local_broker:  # PIPELINE_BROKER_COUNT brokers (a local cluster when more than 1)
+            self.broker = start_local_kafka(base, base.broker_count, self.workdir / "kafka")
+            self.broker_count = base.broker_count
             self.settings = base.replace(kafka_bootstrap_servers=self.broker.bootstrap_servers, **paths)
         else:
             if not kafka_answers(base.bootstrap_servers, timeout=5.0):
                 raise BenchError(f"Kafka at {base.bootstrap_servers} (PIPELINE_KAFKA_BOOTSTRAP_SERVERS) does not "
                                  "answer; start the cluster or unset the variable to benchmark a local broker.")
             self.settings = base.replace(**paths)
-            log.info("Benchmarking the Kafka cluster at {}", base.bootstrap_servers)
+            self.broker_count = self.admin.broker_count()
+            log.info("Benchmarking the Kafka cluster at {} ({} brokers)", base.bootstrap_servers, self.broker_count)
 
     # ------------------------------------------------------------------ Kafka
     @property
@@ -176,3 +176,19 @@ class BenchEnvironment:
         target = self.workdir.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
+
+
+def start_local_kafka(settings: Any, brokers: int, state_dir: Any) -> Any:
+    """A local Kafka of ``brokers`` nodes on free ports under ``state_dir``, started (blocks until it answers)."""
+    from framework.local.kafka_cluster import LocalKafkaCluster
+
+    if brokers == 1:
+        kafka: Any = LocalKafkaBroker.from_settings(settings, state_dir=state_dir, port=free_port(),
+                                                    controller_port=free_port())
+    else:
+        kafka = LocalKafkaCluster.from_settings(settings, state_dir=state_dir,
+                                                ports=[free_port() for _ in range(brokers)],
+                                                controller_ports=[free_port() for _ in range(brokers)])
+    log.info("Starting a local Kafka of {} broker(s) for the benchmark (state in {})", brokers, state_dir)
+    kafka.start()
+    return kafka

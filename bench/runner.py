@@ -1,7 +1,7 @@
 """Run the selected benchmark sections in one environment and collect one :class:`BenchReport`.
 
 Sections, in the order they run: ``produce``, ``api`` (both share one
-interleaved loop), ``consume``, ``latency``, ``sweep``, ``profile``. A section
+interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``. A section
 that fails is recorded in the report (``errors``) and the others still run.
 """
 from __future__ import annotations
@@ -19,13 +19,14 @@ from bench.latency import LatencyOptions, run_latency
 from bench.produce import ProduceOptions, run_produce_and_api
 from bench.profile import ProfileOptions, run_profile
 from bench.report import BenchReport
+from bench.simulate import SimulateOptions, run_simulate
 from bench.sweep import SweepOptions, run_sweep
 from framework.log import get_logger
 from framework.settings import Settings
 
 log = get_logger("bench")
 
-SECTIONS = ("produce", "api", "consume", "latency", "sweep", "profile")
+SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile")
 PLOT_FILE = "sweep.png"
 
 
@@ -44,6 +45,7 @@ class BenchOptions:
     keep: bool = False
     command: str = "python cmd/bench_cmd.py"
     extra: dict = field(default_factory=dict)
+    simulate: SimulateOptions = field(default_factory=SimulateOptions)
 
 
 def check_sections(names: list[str]) -> tuple[str, ...]:
@@ -90,6 +92,8 @@ def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, rep
         run_consume(env, options.consume, report)
     elif section == "latency":
         run_latency(env, options.latency, report)
+    elif section == "simulate":
+        run_simulate(env, options.simulate, report)
     elif section == "sweep":
         run_sweep(env, options.sweep, report, plot_path=options.out_dir / PLOT_FILE)
     elif section == "profile":

@@ -1,4 +1,14 @@
-"""Section ``sweep``: our producer over a grid of partitions x batch.size x linger.ms x compression x acks.
+"""Section ``sweep``: our producer over a grid of Kafka cluster and producer settings.
+
+Dimensions: broker count x replication factor x ``min.insync.replicas`` x partitions x
+batch.size x linger.ms x compression x acks. Combinations a cluster cannot have
+(replication factor above the broker count, ``min.insync.replicas`` above the
+replication factor) are left out. Points are measured broker count by broker
+count: the benchmark's own Kafka serves the points of its size
+(``PIPELINE_BROKER_COUNT``, default 1), and for another size a local cluster
+(:class:`~framework.local.kafka_cluster.LocalKafkaCluster`, or one broker) is
+started on free ports for those points and stopped after them; against a cluster
+given by ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` only its own size can be measured.
 
 Each point streams the same synthetic records (``--record-size``, fed from
 memory at ``--rate`` records/s, 0 = as fast as possible) through a
@@ -19,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from bench.environment import BenchEnvironment
+from bench.environment import BenchEnvironment, start_local_kafka
 from bench.errors import BenchError
 from bench.plot import PlotPoint, plot_sweep
 from bench.perftool import PerfResult, producer_props, run_producer_performance
@@ -38,24 +48,41 @@ _CODEC_PACKAGES = {"snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One producer configuration."""
+    """One cluster and producer configuration."""
 
     partitions: int
     batch_size: int
     linger_ms: int
     compression: str
     acks: str
+    brokers: int = 1
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @property
     def label(self) -> str:
-        """Short label for tables and plots, e.g. ``p3 b64k l20 none acks=all``."""
+        """Short label for tables and plots, e.g. ``3br rf3 isr2 p3 b64k l20 none acks=all``."""
         size = f"{self.batch_size // 1024}k" if self.batch_size % 1024 == 0 else str(self.batch_size)
-        return f"p{self.partitions} b{size} l{self.linger_ms} {self.compression} acks={self.acks}"
+        return (f"{self.brokers}br rf{self.replication_factor} isr{self.min_insync_replicas} p{self.partitions} "
+                f"b{size} l{self.linger_ms} {self.compression} acks={self.acks}")
 
     @property
     def durable(self) -> bool:
         """True when the point keeps the exactly-once guarantee (acks=all, idempotent)."""
         return self.acks == "all"
+
+    @property
+    def survives_a_broker_loss(self) -> bool:
+        """acks=all with a replication factor and min.insync.replicas of at least 2: an acknowledged record
+        is on two brokers, so losing one loses nothing."""
+        return self.durable and self.replication_factor >= 2 and self.min_insync_replicas >= 2
+
+    @property
+    def valid(self) -> bool:
+        return self.replication_factor <= self.brokers and self.min_insync_replicas <= self.replication_factor
+
+    def topic_configs(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     def client_overrides(self) -> dict[str, Any]:
         """kafka-python settings of this point, applied over the framework's own."""
@@ -73,11 +100,17 @@ class SweepGrid:
     linger_ms: tuple[int, ...] = (0, 20)
     compression: tuple[str, ...] = ("none", "gzip")
     acks: tuple[str, ...] = ("1", "all")
+    brokers: tuple[int, ...] = (1,)
+    replication_factor: tuple[int, ...] = (1,)
+    min_insync_replicas: tuple[int, ...] = (1,)
 
     def points(self) -> list[SweepPoint]:
-        """Every combination, partitions varying slowest, acks fastest (the order of the flags)."""
-        return [SweepPoint(*values) for values in itertools.product(
-            self.partitions, self.batch_size, self.linger_ms, self.compression, self.acks)]
+        """Every valid combination: brokers varying slowest, then replication factor, min ISR, partitions, ...,
+        acks fastest."""
+        return [p for p in (SweepPoint(part, b, l, c, a, n, rf, isr) for n, rf, isr, part, b, l, c, a in
+                            itertools.product(self.brokers, self.replication_factor, self.min_insync_replicas,
+                                              self.partitions, self.batch_size, self.linger_ms, self.compression,
+                                              self.acks)) if p.valid]
 
     def check(self) -> None:
         """Raise :class:`BenchError` for a value the client or broker cannot use (before any I/O)."""
@@ -86,6 +119,17 @@ class SweepGrid:
                 raise BenchError(f"--{name.replace('_', '-')} needs at least one value.")
             if len(set(values)) != len(values):
                 raise BenchError(f"--{name.replace('_', '-')} lists a value twice: {', '.join(map(str, values))}.")
+        for name in ("brokers", "replication_factor", "min_insync_replicas"):
+            for v in getattr(self, name):
+                if v < 1:
+                    raise BenchError(f"--{name.replace('_', '-')} {v} is not valid; use 1 or more.")
+        for n in self.brokers:
+            if n > 9:
+                raise BenchError(f"--brokers {n} is not valid; a local cluster has at most 9 brokers.")
+        if not self.points():
+            raise BenchError(f"No sweep point is possible: every replication factor ({', '.join(map(str, self.replication_factor))}) "
+                             f"exceeds the broker counts ({', '.join(map(str, self.brokers))}) or every "
+                             "min.insync.replicas exceeds the replication factors; lower them.")
         for p in self.partitions:
             if p < 1:
                 raise BenchError(f"--partitions {p} is not valid; a topic has at least 1 partition.")
@@ -107,9 +151,10 @@ class SweepGrid:
                     f"(`pip install {_CODEC_PACKAGES[c]}`); available here: {', '.join(available_codecs())}.")
 
 
-QUICK_GRID = SweepGrid(partitions=(3,), batch_size=(16384, 65536), linger_ms=(0, 20), compression=("none",),
-                       acks=("1", "all"))
-FULL_GRID = SweepGrid()
+QUICK_GRID = SweepGrid(partitions=(3,), batch_size=(65536,), linger_ms=(0,), compression=("none",),
+                       acks=("1", "all"), brokers=(1, 3), replication_factor=(1, 3), min_insync_replicas=(1, 2))
+FULL_GRID = SweepGrid(partitions=(1, 3), batch_size=(16384, 65536), linger_ms=(0, 20), compression=("none",),
+                      acks=("1", "all"), brokers=(1, 3), replication_factor=(1, 3), min_insync_replicas=(1, 2))
 
 
 def codec_available(name: str) -> bool:
@@ -215,40 +260,38 @@ class SweepOptions:
 
 
 def run_sweep(env: BenchEnvironment, opts: SweepOptions, report: BenchReport, plot_path: Any = None) -> None:
-    """Measure every point of the grid and add the sweep table, recommendation and plot to ``report``."""
+    """Measure every point of the grid and add the sweep table, recommendations and plot to ``report``."""
     opts.grid.check()
     synthetic = SyntheticRecords(size=opts.record_size)
     lines = synthetic.wire_lines(opts.records)
     size = round(sum(len(b) for b in synthetic.records(min(opts.records, 10_000))) / min(opts.records, 10_000))
     points = opts.grid.points()
     results: list[SweepResult] = []
-    for i, point in enumerate(points, start=1):
-        result = SweepResult(point)
+    done = 0
+    for brokers in dict.fromkeys(p.brokers for p in points):
+        group = [p for p in points if p.brokers == brokers]
         try:
-            run = _ours(env, point, lines, opts)
-            result.records_per_s, result.mb_per_s = run.throughput.records_per_s, run.throughput.mb_per_s
-            result.avg_ms, result.p99_ms = run.latency.avg_ms, run.latency.p99_ms
-            if opts.reference:
-                props = producer_props(env.bootstrap_servers, point.acks, point.batch_size, point.linger_ms,
-                                       point.compression)
-                result.reference = run_producer_performance(
-                    env.perf_classpath, env.new_topic("sweepref", point.partitions), opts.records, props,
-                    record_size=size, throughput=int(opts.rate) if opts.rate > 0 else -1)
-        except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
-            result.error = f"{type(exc).__name__}: {exc}"
-            log.error("sweep [{}/{}] {}: {}", i, len(points), point.label, result.error)
-        results.append(result)
-        if result.ok:
-            ref = f"; reference {result.reference.records_per_s:,.0f} records/s" if result.reference else ""
-            log.info("sweep [{}/{}] {}: {:,.0f} records/s, avg {:.1f} ms, p99 {:.0f} ms{}", i, len(points),
-                     point.label, result.records_per_s, result.avg_ms, result.p99_ms, ref)
+            kafka = _SweepKafka(env, brokers)
+        except Exception as exc:  # noqa: BLE001 - the other broker counts are still measured
+            log.error("sweep: no Kafka of {} broker(s): {}", brokers, exc)
+            results += [SweepResult(p, error=f"{type(exc).__name__}: {exc}") for p in group]
+            done += len(group)
+            continue
+        with kafka:
+            for point in group:
+                done += 1
+                results.append(_measure(env, kafka, point, lines, size, opts, f"{done}/{len(points)}"))
     best = recommend(results, opts.latency_budget_ms)
-    report.tables.append(sweep_table(results, best, size, opts))
+    safe = recommend([r for r in results if r.point.survives_a_broker_loss], opts.latency_budget_ms)
+    report.tables.append(sweep_table(results, best, size, opts, safe))
     report.details["sweep"] = {"records": opts.records, "record_size": size, "rate": opts.rate,
                                "latency_budget_ms": opts.latency_budget_ms,
                                "points": [r.to_dict() for r in results],
                                "recommendation": ({"label": best.result.point.label, "reason": best.reason,
-                                                   **asdict(best.result.point)} if best else None)}
+                                                   **asdict(best.result.point)} if best else None),
+                               "recommendation_surviving_a_broker_loss": (
+                                   {"label": safe.result.point.label, "reason": safe.reason,
+                                    **asdict(safe.result.point)} if safe else None)}
     ok = [r for r in results if r.ok]
     if opts.plot and plot_path is not None and ok:
         points = [PlotPoint(r.point.label, r.records_per_s, r.reference.records_per_s if r.reference else 0.0,
@@ -259,25 +302,94 @@ def run_sweep(env: BenchEnvironment, opts: SweepOptions, report: BenchReport, pl
         report.plots.append(plot_path.name)
 
 
-def _ours(env: BenchEnvironment, point: SweepPoint, lines: list[bytes], opts: SweepOptions) -> ProduceRun:
-    topic = env.new_topic("sweep", point.partitions)
+def _measure(env: BenchEnvironment, kafka: "_SweepKafka", point: SweepPoint, lines: list[bytes], size: int,
+             opts: SweepOptions, step: str) -> SweepResult:
+    result = SweepResult(point)
+    try:
+        run = _ours(env, kafka, point, lines, opts)
+        result.records_per_s, result.mb_per_s = run.throughput.records_per_s, run.throughput.mb_per_s
+        result.avg_ms, result.p99_ms = run.latency.avg_ms, run.latency.p99_ms
+        if opts.reference:
+            props = producer_props(kafka.bootstrap_servers, point.acks, point.batch_size, point.linger_ms,
+                                   point.compression)
+            result.reference = run_producer_performance(
+                env.perf_classpath, kafka.new_topic("sweepref", point), opts.records, props,
+                record_size=size, throughput=int(opts.rate) if opts.rate > 0 else -1)
+    except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
+        result.error = f"{type(exc).__name__}: {exc}"
+        log.error("sweep [{}] {}: {}", step, point.label, result.error)
+    if result.ok:
+        ref = f"; reference {result.reference.records_per_s:,.0f} records/s" if result.reference else ""
+        log.info("sweep [{}] {}: {:,.0f} records/s, avg {:.1f} ms, p99 {:.0f} ms{}", step, point.label,
+                 result.records_per_s, result.avg_ms, result.p99_ms, ref)
+    return result
+
+
+class _SweepKafka:
+    """The Kafka of one broker count: the environment's own, or a local one started for these points."""
+
+    def __init__(self, env: BenchEnvironment, brokers: int) -> None:
+        from framework.admin import KafkaAdmin
+
+        self.env = env
+        self.started: Any = None
+        if brokers == env.broker_count:
+            self.bootstrap_servers = env.bootstrap_servers
+            self.admin = env.admin
+            self.own_admin = False
+            return
+        if env.broker is None:
+            raise BenchError(f"The benchmark runs against the cluster at {env.bootstrap_servers} "
+                             f"({env.broker_count} brokers); points with {brokers} broker(s) need a local Kafka "
+                             "(unset PIPELINE_KAFKA_BOOTSTRAP_SERVERS) or --brokers "
+                             f"{env.broker_count}.")
+        self.started = start_local_kafka(env.settings, brokers, env.path(f"kafka-{brokers}", "x").parent)
+        self.bootstrap_servers = self.started.bootstrap_servers
+        self.admin = KafkaAdmin(env.settings, bootstrap_servers=self.bootstrap_servers)
+        self.own_admin = True
+
+    @property
+    def settings(self) -> Any:
+        return self.env.settings.replace(kafka_bootstrap_servers=self.bootstrap_servers)
+
+    def new_topic(self, section: str, point: SweepPoint) -> str:
+        name = self.env.new_topic(section, point.partitions, create=False)
+        self.admin.create_topic(name, point.partitions, replication_factor=point.replication_factor,
+                                configs=point.topic_configs())
+        return name
+
+    def __enter__(self) -> "_SweepKafka":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.own_admin:
+            self.admin.close()
+        if self.started is not None:
+            log.info("sweep: stopping the local Kafka at {}", self.bootstrap_servers)
+            self.started.stop()
+
+
+def _ours(env: BenchEnvironment, kafka: _SweepKafka, point: SweepPoint, lines: list[bytes],
+          opts: SweepOptions) -> ProduceRun:
+    topic = kafka.new_topic("sweep", point)
     cls = producer_class(topic, "http://memory.invalid/stream_data_sweep", partitions=point.partitions)
     try:
-        return run_timed(cls, env.settings, session=MemoryNdjsonSession(lines, rate=opts.rate),
+        return run_timed(cls, kafka.settings, session=MemoryNdjsonSession(lines, rate=opts.rate),
                          client_overrides=point.client_overrides(), sample=opts.sample)
     finally:
         forget(cls)
 
 
 def sweep_table(results: Sequence[SweepResult], best: Recommendation | None, size: int,
-                opts: SweepOptions) -> Table:
+                opts: SweepOptions, safe: Recommendation | None = None) -> Table:
     """The sweep as a table, one line per point; the recommended one marked."""
     rows = []
     for i, r in enumerate(results, start=1):
         p = r.point
         mark = " **(recommended)**" if best is not None and r is best.result else ""
         ref = r.reference.records_per_s if r.reference else None
-        rows.append([str(i), str(p.partitions), str(p.batch_size), str(p.linger_ms), p.compression, p.acks,
+        rows.append([str(i), str(p.brokers), str(p.replication_factor), str(p.min_insync_replicas),
+                     str(p.partitions), str(p.batch_size), str(p.linger_ms), p.compression, p.acks,
                      fmt(r.records_per_s, "records/s") + mark, fmt(r.mb_per_s, "MB/s"), fmt(r.avg_ms, "ms"),
                      fmt(r.p99_ms, "ms"), fmt(ref, "records/s"), fmt_ratio(r.ratio), r.error[:60]])
     rate = "as fast as possible" if opts.rate <= 0 else f"at {opts.rate:,.0f} records/s"
@@ -287,7 +399,15 @@ def sweep_table(results: Sequence[SweepResult], best: Recommendation | None, siz
     if best is not None:
         notes.append(f"Recommended: **{best.result.point.label}** ({best.reason}): "
                      f"{best.result.records_per_s:,.0f} records/s, p99 {best.result.p99_ms:,.0f} ms.")
+    fastest = recommend(results, None)
+    if fastest is not None and (best is None or fastest.result is not best.result):
+        notes.append(f"Fastest acks=all (exactly-once) point, whatever its latency: **{fastest.result.point.label}**: "
+                     f"{fastest.result.records_per_s:,.0f} records/s, p99 {fastest.result.p99_ms:,.0f} ms.")
+    if safe is not None:
+        notes.append(f"Fastest that also survives the loss of a broker (acks=all, replication >= 2, "
+                     f"min.insync.replicas >= 2): **{safe.result.point.label}** ({safe.reason}): "
+                     f"{safe.result.records_per_s:,.0f} records/s, p99 {safe.result.p99_ms:,.0f} ms.")
     return Table("Producer configuration sweep",
-                 ["#", "partitions", "batch.size", "linger.ms", "compression", "acks", "records/s", "MB/s",
+                 ["#", "brokers", "replication", "min.insync", "partitions", "batch.size", "linger.ms", "compression", "acks", "records/s", "MB/s",
                   "avg ms", "p99 ms", "ref records/s", "ours/ref", "error"],
-                 rows, "rrrrllrrrrrrl", notes)
+                 rows, "rrrrrrrllrrrrrrl", notes)

@@ -73,3 +73,7 @@ class EventLogError(FrameworkError):
 
 class PostgresError(FrameworkError):
     """The PostgreSQL server (local or configured) could not be started, reached or used."""
+
+
+class SimulationError(FrameworkError):
+    """A simulation model's function failed, or a run cannot be simulated as asked."""

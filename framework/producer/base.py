@@ -110,8 +110,18 @@ class ProducerABC:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("abstract", False) or inspect.isabstract(cls):
             return
-        _validate(cls)
+        cls._check_declaration()
         PRODUCERS.register(cls.name, cls)
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        """Check a concrete subclass's class attributes (:class:`DeclarationError`); a family base may extend it."""
+        _validate(cls)
+
+    @classmethod
+    def source_description(cls) -> str:
+        """Where the records come from, for ``produce --list``."""
+        return cls.endpoint
 
     def transform(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Return the record to send (possibly changed), or None to drop it. Must be deterministic."""

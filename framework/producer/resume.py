@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from framework.errors import ProducerError
 
@@ -83,16 +83,30 @@ def read_resume_state(consumer_factory: Callable[[], Any], destinations: Mapping
     partition holds no record with a ``source-position`` header near its end
     (someone else writes to the topic: resuming exactly-once is then impossible).
     """
+    tails = read_partition_tails(consumer_factory, [(t, p) for t, n in destinations.items() for p in range(n)],
+                                 timeout)
+    high = {d: position for d, (position, _) in tails.items()}
+    watermark = max((mark for _, mark in tails.values()), default=-1)
+    return ResumeState(high_water=high, watermark=watermark)
+
+
+def read_partition_tails(consumer_factory: Callable[[], Any], partitions: Sequence[Destination],
+                         timeout: float = 30.0) -> dict[Destination, tuple[int, int]]:
+    """``{(topic, partition): (position, watermark)}`` of the last positioned record of each partition.
+
+    ``(-1, -1)`` for an empty partition. The core of :func:`read_resume_state`, for
+    producers that own only some partitions of a topic (one writer per partition);
+    same contract, same :class:`ProducerError`.
+    """
     from kafka import TopicPartition
 
-    tps = [TopicPartition(topic, p) for topic, n in destinations.items() for p in range(n)]
+    tps = [TopicPartition(topic, p) for topic, p in partitions]
     consumer = consumer_factory()
     try:
         consumer.assign(tps)
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
-        high: dict[Destination, int] = {(tp.topic, tp.partition): -1 for tp in tps}
-        watermark = -1
+        tails: dict[Destination, tuple[int, int]] = {(tp.topic, tp.partition): (-1, -1) for tp in tps}
         todo = [tp for tp in tps if end[tp] > begin[tp]]
         for lookback in LOOKBACK:
             if not todo:
@@ -100,8 +114,7 @@ def read_resume_state(consumer_factory: Callable[[], Any], destinations: Mapping
             found = _read_tails(consumer, {tp: (max(begin[tp], end[tp] - lookback), end[tp]) for tp in todo},
                                 timeout)
             for tp, (position, mark) in found.items():
-                high[(tp.topic, tp.partition)] = position
-                watermark = max(watermark, mark)
+                tails[(tp.topic, tp.partition)] = (position, mark)
             todo = [tp for tp in todo if tp not in found and end[tp] - lookback > begin[tp]]
         if todo:
             tp = todo[0]
@@ -109,7 +122,7 @@ def read_resume_state(consumer_factory: Callable[[], Any], destinations: Mapping
                 f"Partition {tp.partition} of topic {tp.topic!r} holds records without a {POSITION_HEADER!r} "
                 f"header near its end; another writer uses this topic, so the producer cannot resume exactly "
                 f"once. Give the producer a topic of its own.")
-        return ResumeState(high_water=high, watermark=watermark)
+        return tails
     finally:
         consumer.close()
 

@@ -183,7 +183,7 @@ def test_grid_expands_to_the_product_in_flag_order():
     assert points[0] == SweepPoint(1, 16384, 0, "none", "1")
     assert points[1] == SweepPoint(1, 16384, 0, "none", "all")
     assert points[-1] == SweepPoint(3, 16384, 20, "none", "all")
-    assert points[-1].label == "p3 b16k l20 none acks=all"
+    assert points[-1].label == "1br rf1 isr1 p3 b16k l20 none acks=all"
     assert len(SweepGrid().points()) == 2 * 2 * 2 * 2 * 2
 
 
@@ -279,7 +279,44 @@ def test_quick_options_and_overrides(tmp_path):
     assert len(quick.sweep.grid.points()) == 8 and quick.profile.processes == (1, 2)
     custom = options_from_args(build_parser().parse_args(
         ["--only", "sweep", "--partitions", "1,3", "--batch-size", "16384", "--linger-ms", "0,20",
-         "--compression", "none", "--acks", "1,all"]), settings)
+         "--compression", "none", "--acks", "1,all", "--brokers", "1"]), settings)
     assert custom.sections == ("sweep",) and len(custom.sweep.grid.points()) == 8
+    assert {(p.brokers, p.replication_factor, p.min_insync_replicas) for p in quick.sweep.grid.points()} == {
+        (1, 1, 1), (3, 1, 1), (3, 3, 1), (3, 3, 2)}
+    assert quick.simulate.runs == 2 and quick.simulate.spark
     with pytest.raises(BenchError, match="--records must be at least 1"):
         options_from_args(build_parser().parse_args(["--records", "0"]), settings)
+
+
+def test_cluster_dimensions_leave_out_impossible_points_and_order_by_broker_count():
+    grid = SweepGrid(partitions=(3,), batch_size=(16384,), linger_ms=(0,), compression=("none",), acks=("all",),
+                     brokers=(3, 1), replication_factor=(1, 2, 3), min_insync_replicas=(1, 2))
+    points = grid.points()
+    assert [(p.brokers, p.replication_factor, p.min_insync_replicas) for p in points] == [
+        (3, 1, 1), (3, 2, 1), (3, 2, 2), (3, 3, 1), (3, 3, 2), (1, 1, 1)]
+    assert points[2].label == "3br rf2 isr2 p3 b16k l0 none acks=all" and points[2].survives_a_broker_loss
+    assert not points[1].survives_a_broker_loss and points[1].topic_configs() == {"min.insync.replicas": "1"}
+    with pytest.raises(BenchError, match="No sweep point is possible"):
+        SweepGrid(brokers=(1,), replication_factor=(3,)).check()
+
+
+def test_the_environment_starts_pipeline_broker_count_brokers(monkeypatch):
+    from bench import environment as environment_module
+
+    started = []
+
+    class FakeKafka:
+        bootstrap_servers = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+
+        def stop(self):
+            started.append("stopped")
+
+    def fake_start(settings, brokers, state_dir):
+        started.append(brokers)
+        return FakeKafka()
+
+    monkeypatch.setattr(environment_module, "start_local_kafka", fake_start)
+    settings = Settings.from_env().replace(broker_count=3, kafka_bootstrap_servers="")
+    with environment_module.BenchEnvironment(settings) as env:
+        assert env.broker_count == 3 and env.bootstrap_servers == FakeKafka.bootstrap_servers
+    assert started == [3, "stopped"]
