@@ -52,17 +52,12 @@ def split_position(line: bytes) -> tuple[int | None, bytes]:
     Only the member's bytes and one adjoining comma are removed; every other
     byte of the line is kept.
     """
-    if line.startswith(_PREFIX):
-        end = len(_PREFIX)
-        stop = len(line)
-        while end < stop and line[end] not in b",}":
-            end += 1
-        match = _INT.fullmatch(line, len(_PREFIX), end)
-        if match is not None and end < stop:
-            position = int(match.group(1))
-            if line[end] == 44:  # ","
-                return position, b"{" + line[end + 1:]
-            return position, b"{" + line[end:]
+    if line.startswith(_PREFIX):  # the API's form: {"_position":N,...} or {"_position":N}
+        comma = line.find(b",", 13, 34)
+        end = comma if comma >= 0 else line.find(b"}", 13, 34)
+        digits = line[13:end] if end > 13 else b""
+        if digits.isdigit() and len(digits) <= 19:
+            return int(digits), b"{" + line[end + 1 if comma >= 0 else end:]
     if _MEMBER not in line:
         return None, line
     return _cut_member(line)
