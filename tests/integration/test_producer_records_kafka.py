@@ -150,3 +150,22 @@ def test_every_compression_codec_produces_and_resumes_with_both_clients(settings
     assert (again.sent, again.dead_lettered) == (0, 0)
     records = read_topic(settings, cls.topic)  # and a reader decompresses them
     assert positions(records) == list(range(40))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_topics_own_max_message_bytes_is_the_limit(settings, static_server, producer_class, client):
+    """A topic created with max.message.bytes=2000: a 3000-byte record is dead-lettered, the rest produced."""
+    from framework.admin import KafkaAdmin
+
+    directory, url = static_server
+    settings = settings.replace(producer_client=client)
+    lines = [orjson.dumps({"id": i, "s": "x" * (3000 if i == 1 else 3)}) for i in range(3)]
+    (directory / "small.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    cls = producer_class(url + "/small.jsonl")
+    with KafkaAdmin(settings) as admin:
+        admin.create_topic(cls.topic, partitions=2, configs={"max.message.bytes": "2000"})
+    summary = cls(settings).run()
+    assert (summary.sent, summary.dead_lettered) == (2, 1)
+    assert positions(read_topic(settings, cls.topic)) == [0, 2]
+    (dead,) = read_topic(settings, cls.topic + ".dlq")
+    assert header(dead, "source-position") == b"1" and dead.value == lines[1]  # the DLQ takes it whole
