@@ -53,11 +53,16 @@ def split_position(line: bytes) -> tuple[int | None, bytes]:
     byte of the line is kept.
     """
     if line.startswith(_PREFIX):  # the API's form: {"_position":N,...} or {"_position":N}
-        comma = line.find(b",", 13, 34)
-        end = comma if comma >= 0 else line.find(b"}", 13, 34)
-        digits = line[13:end] if end > 13 else b""
-        if digits.isdigit() and len(digits) <= 19:
-            return int(digits), b"{" + line[end + 1 if comma >= 0 else end:]
+        comma = line.find(44, 13, 34)  # ","
+        if comma > 13:
+            digits = line[13:comma]
+            if digits.isdigit():
+                return int(digits), b"{" + line[comma + 1:]
+        else:
+            end = line.find(125, 13, 34)  # "}"
+            digits = line[13:end] if end > 13 else b""
+            if digits.isdigit():
+                return int(digits), b"{" + line[end:]
     if _MEMBER not in line:
         return None, line
     return _cut_member(line)
