@@ -61,7 +61,9 @@ class ProducerABC:
     1. ensure ``topic`` and ``<topic>.dlq`` exist (``partitions`` or ``PIPELINE_TOPIC_PARTITIONS``;
        the dead-letter topic gets 1 partition);
     2. read where the previous run stopped from the last record of every partition
-       (:mod:`framework.producer.resume`) and request the stream ``from`` there;
+       (:mod:`framework.producer.resume`) and request the stream ``from`` there, checking the
+       position the server states for its first line, and skipping on the client side what a
+       server that ignores ``from`` sends again (:mod:`framework.sources.http`);
     3. for each line (``_position`` cut out, :mod:`framework.records`): check it is a valid record
        (one JSON object), call :meth:`transform` if the subclass overrides it, choose the partition
        (:mod:`framework.producer.partitioning`), skip it if that partition already holds it, else

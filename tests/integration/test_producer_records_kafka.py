@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
