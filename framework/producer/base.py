@@ -462,8 +462,9 @@ class _Oversized(Exception):
 
 
 def _too_large(exc: BaseException) -> bool:
-    """True for kafka-python's MessageSizeTooLargeError and librdkafka's MSG_SIZE_TOO_LARGE / MSG_TOO_LARGE."""
-    return "MessageSizeTooLarge" in type(exc).__name__ or "TOO_LARGE" in str(exc)
+    """True for kafka-python's MessageSizeTooLargeError and librdkafka's MSG_SIZE_TOO_LARGE ("Message size too large")."""
+    text = str(exc)
+    return "MessageSizeTooLarge" in type(exc).__name__ or "TOO_LARGE" in text or "message size too large" in text.lower()
 
 
 def _describe(state: ResumeState) -> str:
