@@ -21,6 +21,11 @@ setup(
         "pyarrow>=15",
         "loguru>=0.7",
         "orjson>=3.10",
+        # Compression codecs kafka-python needs to write and read back (resume) every
+        # PIPELINE_PRODUCER_COMPRESSION value; gzip is in the standard library.
+        "lz4>=4",
+        "python-snappy>=0.7",  # pure Python over cramjam, no system libsnappy needed
+        "zstandard>=0.22",
         "matplotlib>=3.8",  # PNG charts of the production report
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
         "psycopg[binary]>=3.2",

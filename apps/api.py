@@ -1,33 +1,40 @@
-"""The streaming replay API: every JSON Lines file of the data directory as an HTTP stream.
+"""The streaming replay API: every dataset file of the data directory as an HTTP stream.
 
 Endpoints (all answers other than the streams are JSON)::
 
-    GET /                     the streams with record counts, first/last time and URL
+    GET /                     the streams with record counts, order, first/last time and URL
     GET /health               {"status": "ok", "streams": <served>, "unavailable": <not served>}
-    GET /stream_data_<name>   the records of <data_dir>/<name>.json in time order
+    GET /stream_data_<name>   the records of <data_dir>/<name>.json|.jsonl|.ndjson
 
 A stream answers ``200`` with ``Content-Type: application/x-ndjson`` and a
 chunked body that starts before the file is read to the end: one record per
-line, the original object with ``"_position": N`` inserted first (N = 0-based
-index in time order, stable across restarts), compact JSON, ``\\n``-terminated.
-The end of the response is the end of the stream; a response cut off without
-its final chunk (the server stopped, the file changed) is *not* a complete
-stream. Headers ``X-Stream-Records`` (total records) and ``X-Stream-From`` are
-set. Query parameters:
+line, in time order (``Settings.api_time_field``) or file order. An object is
+sent as its own bytes with ``"_position":N,`` spliced in after the opening
+brace (N = 0-based index in that order, stable across restarts), so every value
+passes byte for byte; a record that is not a JSON object is sent as it is (its
+position is the previous one plus one), so the producer dead-letters it. See
+:mod:`apps.replay` for the file formats and the order. Lines end with
+``\\n``. The end of the response is the end of the stream; a response cut off
+without its final chunk (the server stopped, the file changed) is *not* a
+complete stream. Headers ``X-Stream-Records`` (total records) and
+``X-Stream-From`` (the position of the first line, what the producer checks)
+are set. Query parameters:
 
 - ``from=N`` first position to send (``0``..records; ``from=records`` is an empty stream),
 - ``limit=N`` send at most N records,
 - ``delay=S`` seconds between records (default: ``Settings.api_delay`` or the
   ``delay`` given to :func:`create_app`); ``delay=0`` is as fast as possible,
-- ``speed=F`` replay the real gaps between record times divided by F (not with ``delay``).
+- ``speed=F`` replay the real gaps between record times divided by F (not with ``delay``;
+  only for a stream in time order).
 
 Errors: an unknown name (or any unknown path) is a ``404`` listing the
 available streams; names are only looked up in the start-up index, so no
 request can reach another file. A malformed parameter is a ``400`` with one
-sentence. A ``*.json`` file that is not valid (bad JSON line, not an object, no
-valid ``time``) is logged at start-up naming the file and line, listed under
-``unavailable`` in ``/``, and its stream answers ``503`` with that reason; the
-other streams are served. See :mod:`apps.replay` for the file rules.
+sentence. A file that cannot be served (unreadable, a broken JSON array, a
+name unusable in a URL or taken by another file) is logged at start-up, listed
+under ``unavailable`` in ``/``, and its stream answers ``503`` with that
+reason; the other streams are served. A bad *line* never makes a stream
+unavailable.
 
 Run it with ``python cmd/api_cmd.py``, or in-process with::
 
@@ -102,7 +109,7 @@ def create_app(settings: Settings | None = None, data_dir: Path | str | None = N
         changes["api_delay"] = float(delay)
     if changes:
         settings = settings.replace(**changes)
-    catalog = Catalog.load(settings.data_dir)
+    catalog = Catalog.load(settings.data_dir, time_field=settings.api_time_field)
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -132,6 +139,7 @@ def _index() -> Response:
     state, base = _state(), request.host_url.rstrip("/")
     return jsonify(
         streams=[{"name": s.name, "url": base + STREAM_PREFIX + s.name, "records": s.records,
+                  "order": f"time ({s.time_field})" if s.timed else "file", "not_objects": s.not_objects,
                   "first_time": s.first_time, "last_time": s.last_time, "file": s.path.name}
                  for s in sorted(state.catalog.streams.values(), key=lambda s: s.name)],
         unavailable=[{"name": u.name, "file": u.path.name, "error": u.reason}
@@ -198,6 +206,9 @@ def _parameters(args: MultiDict[str, str], stream: Stream, default_delay: float
                     lambda v: v >= 0)
     speed = _number(args, "speed", None, "a time factor above 0 like 60 (a minute of data per second)",
                     lambda v: v > 0)
+    if speed is not None and not stream.timed:
+        raise _BadRequest(f"Stream {stream.name!r} is in file order (no record has a {stream.time_field!r} time), "
+                          "so speed cannot apply; use delay.")
     return start, stop, delay, speed
 
 

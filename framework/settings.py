@@ -140,6 +140,8 @@ class Settings:
     api_port: int = _setting(5000, "port of the streaming API", _port)
     api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
     api_delay: float = _setting(0.1, "default seconds between streamed records", _non_negative)
+    api_time_field: str = _setting(
+        "time", "record member the API orders a stream by (ISO-8601 or seconds since 1970); empty: file order")
     # Paths
     data_dir: Path = _setting(Path("data_source"), "directory of the JSON files the API replays")
     output_dir: Path = _setting(Path("output"), "directory of the Parquet tables")

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Mapping
 import orjson
 
 from framework.errors import DeclarationError, ProducerError
+from framework.records import RecordError, parse_record
 from framework.sources.http import NdjsonStream
 from framework.log import get_logger
 from framework.producer.partitioning import Partitioner
@@ -39,6 +40,8 @@ _FINAL = ("run", "stop", "dlq_topic", "url")
 DLQ_SUFFIX = ".dlq"
 DLQ_PARTITIONS = 1
 DLQ_WARNINGS = 20
+DLQ_PREFIX_BYTES = 4096  # bytes of a record kept in the dead-letter topic when the whole record does not fit
+RECORD_OVERHEAD = 256  # bytes a record takes in a batch besides its key and value (batch header, headers)
 _DONE, _SENT, _DEAD = 0, 1, 2  # kinds of tracked positions: skipped or dropped, sent, dead-lettered
 
 
@@ -62,11 +65,16 @@ class ProducerABC:
     1. ensure ``topic`` and ``<topic>.dlq`` exist (``partitions`` or ``PIPELINE_TOPIC_PARTITIONS``;
        the dead-letter topic gets 1 partition);
     2. read where the previous run stopped from the last record of every partition
-       (:mod:`framework.producer.resume`) and request the stream ``from`` there;
-    3. for each line: decode (orjson), drop ``_position``, call :meth:`transform`, choose the
-       partition (:mod:`framework.producer.partitioning`), skip it if that partition already holds it,
-       else send it (acks=all, idempotent) with headers ``source-position`` and
-       ``source-watermark``; a bad line goes to the dead-letter topic with ``dlq-reason``;
+       (:mod:`framework.producer.resume`) and request the stream ``from`` there, checking the
+       position the server states for its first line, and skipping on the client side what a
+       server that ignores ``from`` sends again (:mod:`framework.sources.http`);
+    3. for each line (``_position`` cut out, :mod:`framework.records`): check it is a valid record
+       (one JSON object), call :meth:`transform` if the subclass overrides it, choose the partition
+       (:mod:`framework.producer.partitioning`), skip it if that partition already holds it, else
+       send it (acks=all, idempotent) with headers ``source-position`` and ``source-watermark``.
+       Without a ``transform`` override the record's own bytes are sent, never re-encoded, so every
+       number arrives exactly as the source wrote it. A bad line, and a record over the size
+       Kafka takes, go to the dead-letter topic with ``dlq-reason`` (docs/producers-contract.md);
     4. at the end of the stream (or on :meth:`stop`): flush, check that every send was
        acknowledged, close, and return a :class:`ProduceSummary`.
 
@@ -170,6 +178,7 @@ class ProducerABC:
                                         consumer_factory=consumer_factory, producer_config=producer_config,
                                         client=self.settings.producer_client)
         self._stop = threading.Event()
+        self._passthrough = type(self).transform is ProducerABC.transform  # send the source's bytes
         self._stream: NdjsonStream | None = None
         self.summary: ProduceSummary | None = None
         self.log = get_logger(f"producer:{self.name}")
@@ -268,22 +277,29 @@ class ProducerABC:
         self.last_position = position
         try:
             record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            return self._dead_letter(producer, position, line, f"the line is not valid JSON ({exc})")
-        if not isinstance(record, dict):
-            return self._dead_letter(producer, position, line,
-                                     f"the line is a JSON {type(record).__name__}, not an object")
-        record.pop("_position", None)
-        try:
-            out: object = self.transform(record)  # a subclass may break its signature: checked below
-        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the stream
-            return self._dead_letter(producer, position, line, f"transform() raised {type(exc).__name__}: {exc}")
-        if out is None:
-            self.dropped += 1
-            return self._track(position)
-        if not isinstance(out, dict):
-            return self._dead_letter(producer, position, line,
-                                     f"transform() returned a {type(out).__name__}, not a dict or None")
+        except orjson.JSONDecodeError:
+            record = None
+        if type(record) is not dict:  # the contract decides (numbers beyond a double, the reason)
+            try:
+                record = parse_record(line)
+            except RecordError as exc:
+                return self._dead_letter(producer, position, line, str(exc))
+        out: dict[str, Any]
+        if self._passthrough:
+            out = record
+        else:
+            record.pop("_position", None)
+            try:
+                result: object = self.transform(record)  # a subclass may break its signature: checked below
+            except Exception as exc:  # noqa: BLE001 - a bad record must not stop the stream
+                return self._dead_letter(producer, position, line, f"transform() raised {type(exc).__name__}: {exc}")
+            if result is None:
+                self.dropped += 1
+                return self._track(position)
+            if not isinstance(result, dict):
+                return self._dead_letter(producer, position, line,
+                                         f"transform() returned a {type(result).__name__}, not a dict or None")
+            out = result
         key = None
         if self.key_field is not None:
             value = out.get(self.key_field)
@@ -295,19 +311,39 @@ class ProducerABC:
         if self._state.already_written((self.topic, partition), position):
             self.skipped_existing += 1
             return self._track(position)
-        try:
-            payload = orjson.dumps(out)
-        except TypeError as exc:
-            return self._dead_letter(producer, position, line, f"the record cannot be written as JSON ({exc})")
-        self._send(producer, self.topic, partition, key, payload, position, [], _SENT)
+        if self._passthrough:
+            payload = line.strip(b" \t\r\n")
+        else:
+            try:
+                payload = orjson.dumps(out)
+            except TypeError as exc:
+                return self._dead_letter(producer, position, line, f"the record cannot be written as JSON ({exc})")
+        size = len(payload) + len(key or b"") + RECORD_OVERHEAD
+        refused = self._oversized.get(position)
+        if refused is None and size > self._max_record_bytes:
+            refused = (f"the record is {len(payload)} bytes, over the {self._max_record_bytes - RECORD_OVERHEAD} "
+                       f"bytes topic {self.topic!r} and the producer take (max.message.bytes / max request size)")
+        if refused is None:
+            try:
+                return self._send(producer, self.topic, partition, key, payload, position, [], _SENT)
+            except _Oversized as exc:
+                refused = f"Kafka refused the record as too large ({exc}); it is {len(payload)} bytes"
+        self._dead_letter(producer, position, line, refused, key)
 
-    def _dead_letter(self, producer: Any, position: int, line: bytes, reason: str) -> None:
+    def _dead_letter(self, producer: Any, position: int, line: bytes, reason: str, key: bytes | None = None) -> None:
+        """Send ``line`` (or its first DLQ_PREFIX_BYTES when it does not fit) to ``<topic>.dlq``, with the reason."""
         partition = position % self._dlq_partitions
         if self._state.already_written((self.dlq_topic, partition), position):
             self.skipped_existing += 1
             return self._track(position)
         headers = [("dlq-reason", reason.encode()), ("source-topic", self.topic.encode())]
-        self._send(producer, self.dlq_topic, partition, None, line, position, headers, _DEAD)
+        if key is not None:
+            headers.append(("source-key", key))
+        room = self._max_dlq_bytes - len(key or b"") - len(reason) - RECORD_OVERHEAD
+        if len(line) > room:
+            headers += [("dlq-value-bytes", b"%d" % len(line)), ("dlq-truncated", b"true")]
+            line = line[:max(0, min(DLQ_PREFIX_BYTES, room))]
+        self._send(producer, self.dlq_topic, partition, key, line, position, headers, _DEAD)
         self._bad_lines += 1
         if self._bad_lines <= DLQ_WARNINGS:
             self.log.warning("Position {}: {}; sent to {}{}", position, reason, self.dlq_topic,
@@ -322,6 +358,8 @@ class ProducerABC:
         try:
             future = producer.send(topic, value=value, key=key, headers=headers, partition=partition)
         except Exception as exc:  # noqa: BLE001 - KafkaTimeoutError, closed producer, ...: restart the session
+            if kind == _SENT and _too_large(exc):  # refused before sending: nothing queued, no gap
+                raise _Oversized(f"{type(exc).__name__}: {exc}") from None
             raise KafkaFailure(f"send to {topic}[{partition}] raised {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_delivery_error, topic, partition, position)
         self._track(position, future, kind)
@@ -360,6 +398,8 @@ class ProducerABC:
             self._failure = (f"delivery of position {position} to {topic}[{partition}] failed: "
                              f"{type(exc).__name__}: {exc}")
             self._clients.halt()
+            if topic == self.topic and _too_large(exc):  # the next session dead-letters it instead
+                self._oversized[position] = f"Kafka refused the record as too large ({type(exc).__name__}: {exc})"
 
     def _flush_and_check(self, producer: Any) -> None:
         """Flush, then require every outstanding send to be acknowledged."""
@@ -378,6 +418,8 @@ class ProducerABC:
         self._partitioner = Partitioner(counts[self.topic])
         self._dlq_partitions = counts[self.dlq_topic]
         self._destinations = counts
+        self._max_record_bytes = self._clients.max_record_bytes(self.topic)
+        self._max_dlq_bytes = self._clients.max_record_bytes(self.dlq_topic)
 
     def _read_state(self) -> ResumeState:
         from kafka.errors import KafkaError
@@ -393,6 +435,7 @@ class ProducerABC:
         self.retries = self.reconnects = self._bad_lines = 0
         self._acked_through = -1
         self._failure = None
+        self._oversized: dict[int, str] = {}  # positions Kafka refused as too large in this run: the reason
         self.first_position = None
         self.last_position = None
         self._started = self._last_progress_at = time.monotonic()
@@ -453,6 +496,20 @@ def _validate(cls: type[Any]) -> None:
         if attr in cls.__dict__:
             raise DeclarationError(f"{where} overrides {attr}; a producer may override transform() only, the "
                                    "base class owns the lifecycle.")
+
+
+class _Oversized(Exception):
+    """The client refused a record as larger than it or the broker takes (nothing was queued)."""
+
+
+def _too_large(exc: BaseException) -> bool:
+    """True for kafka-python's MessageSizeTooLargeError and librdkafka's MSG_SIZE_TOO_LARGE.
+
+    librdkafka's message is "Message size too large".
+    """
+    text = str(exc)
+    return ("MessageSizeTooLarge" in type(exc).__name__ or "TOO_LARGE" in text
+            or "message size too large" in text.lower())
 
 
 def _describe(state: ResumeState) -> str:

@@ -31,6 +31,7 @@ from framework.producer.protocols import (AdminLike, ConsumerFactory, HttpSessio
                                           ProducerFactory)
 from framework.settings import PRODUCER_CLIENTS, Settings
 
+BROKER_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (a topic's max.message.bytes)
 CONNECT_TIMEOUT = 30.0  # seconds the confluent client waits for a broker when built (kafka-python's bootstrap wait)
 
 
@@ -193,6 +194,25 @@ class ProducerClients:
                              f"partitions = {partitions}; declare {counts[topic]} or use a new topic (changing "
                              "the count would break the exactly-once resume).")
         return counts
+
+    def max_record_bytes(self, topic: str) -> int:
+        """The largest record (bytes in a batch) both ``topic`` and this producer take.
+
+        The smaller of the topic's ``max.message.bytes`` (the broker default,
+        1048588, when the admin does not report it) and the client's own limit:
+        kafka-python's ``max_request_size`` (default 1048576) or librdkafka's
+        ``message.max.bytes`` (default 1000000), from ``producer_config`` if set there.
+        """
+        configs = getattr(self.admin().describe_topic(topic), "configs", None) or {}
+        try:
+            topic_limit = int(configs.get("max.message.bytes", BROKER_MAX_MESSAGE_BYTES))
+        except (TypeError, ValueError):
+            topic_limit = BROKER_MAX_MESSAGE_BYTES
+        if self.client == "confluent":
+            client_limit = self.producer_config.get("message.max.bytes", 1_000_000)
+        else:
+            client_limit = self.producer_config.get("max_request_size", 1_048_576)
+        return min(topic_limit, int(client_limit))
 
     def close(self, timeout: float = 10.0) -> None:
         """Close what was built here (the producer after sending what it holds)."""

@@ -245,10 +245,12 @@ class FakeConsumer:
 class FakeResponse:
     """A streamed requests response made of chunks; may raise mid-stream."""
 
-    def __init__(self, chunks: Sequence[bytes], status_code: int = 200, error: BaseException | None = None) -> None:
+    def __init__(self, chunks: Sequence[bytes], status_code: int = 200, error: BaseException | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.chunks = chunks
         self.status_code = status_code
         self.error = error
+        self.headers = dict(headers or {})
         self.closed = False
 
     def iter_content(self, chunk_size: int | None = 1) -> Iterator[bytes]:
@@ -272,12 +274,17 @@ class FakeNdjsonSession:
     (``ChunkedEncodingError``). ``refuse``: the first that many connections are refused
     (``ConnectionError``). ``status``: HTTP status of every answer. ``chunk_size``: cut the
     body into chunks of that many bytes (default: one chunk per line). ``on_request(i, params)``
-    is called at each GET. ``requests`` holds the params of every GET.
+    is called at each GET. ``requests`` holds the params of every GET. ``ignore_from``: serve
+    every line from the first whatever ``from`` asks (like a static file server);
+    ``from_header``: state the first position in an ``X-Stream-From`` header (like the API).
     """
 
     def __init__(self, records: Sequence[dict[str, Any]] | None = None, *, lines: Sequence[str | bytes] | None = None,
                  breaks: Sequence[int] = (), refuse: int = 0, status: int = 200, chunk_size: int | None = None,
-                 on_request: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+                 on_request: Callable[[int, dict[str, Any]], None] | None = None, ignore_from: bool = False,
+                 from_header: bool = False) -> None:
+        self.ignore_from = ignore_from
+        self.from_header = from_header
         if lines is None:
             lines = [orjson.dumps({"_position": i, **r}) for i, r in enumerate(records or [])]
         self.lines = [line.encode() if isinstance(line, str) else bytes(line) for line in lines]
@@ -301,7 +308,9 @@ class FakeNdjsonSession:
             raise requests.ConnectionError(f"connection refused (fake, attempt {index + 1})")
         if self.status != 200:
             return FakeResponse([], status_code=self.status)
-        lines = [line + b"\n" for line in self.lines[int(params.get("from", 0)):]]
+        start = 0 if self.ignore_from else int(params.get("from", 0))
+        headers = {"X-Stream-From": str(start)} if self.from_header else {}
+        lines = [line + b"\n" for line in self.lines[start:]]
         error = None
         if index - self.refuse < len(self.breaks):
             keep = self.breaks[index - self.refuse]
@@ -313,7 +322,7 @@ class FakeNdjsonSession:
         if self.chunk_size:
             body = b"".join(lines)
             chunks = [body[i:i + self.chunk_size] for i in range(0, len(body), self.chunk_size)]
-        return FakeResponse(chunks, error=error)
+        return FakeResponse(chunks, error=error, headers=headers)
 
     def close(self) -> None:
         pass

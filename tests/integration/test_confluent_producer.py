@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.server
 import signal
 import threading
-import time
 
 import orjson
 import pytest
@@ -20,7 +19,6 @@ import pytest
 from apps.api import create_app, serve_in_thread
 from apps.producers import MetricsProducer
 from framework.producer.confluent import ConfluentProducer
-from framework.errors import ProducerError
 from framework.producer.partitioning import partition_for_key
 from tests.integration.test_producer_kafka import (_BadLinesHandler, _plugin_producer, _produce_cmd, _wait_for_records,
                                                    header, metrics_class, positions, read_topic, unique,
@@ -126,18 +124,19 @@ def test_confluent_client_killed_mid_stream_then_restarted_leaves_each_position_
     assert f"{RECORDS - len(killed)} sent to {topic}" in out
 
 
-def test_a_record_the_broker_refuses_fails_the_run_without_a_gap_and_the_next_run_completes_it(
-        settings, tmp_path, registered):
-    """A record above the topic's max.message.bytes: librdkafka's gapless guarantee turns it into a fatal error.
+def test_a_record_the_broker_refuses_stops_the_session_without_a_gap_and_is_dead_lettered(
+        settings, tmp_path, registered, mocker):
+    """A record above the topic's max.message.bytes that the producer did not see coming (its limit check is
+    switched off here): librdkafka's gapless guarantee turns the refusal into a fatal error, the session stops
+    with no gap, and the next session dead-letters that record and completes the rest.
 
     It is the first record of its partition, the case the gapless guarantee alone
     does not cover (the broker takes any sequence from a producer new to the
     partition): without the adapter's wait for the first acknowledgement, the
     records queued behind it were written after a gap in most runs.
     """
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-
     from framework.admin import KafkaAdmin
+    from framework.producer.clients import ProducerClients
 
     source = write_metrics(tmp_path / "data", RECORDS)
     big = 0
@@ -146,41 +145,28 @@ def test_a_record_the_broker_refuses_fails_the_run_without_a_gap_and_the_next_ru
     server = serve_in_thread(create_app(settings, data_dir=tmp_path / "data", delay=0), "127.0.0.1", 0)
     topic = unique("it-cf-big")
     registered.append(topic)
-    settings = settings.replace(producer_client="confluent", api_base_url=server.url, producer_retries=1,
+    settings = settings.replace(producer_client="confluent", api_base_url=server.url, producer_retries=2,
                                 producer_retry_backoff=0.05, producer_batch_size=16384,
                                 producer_linger_ms=0)
+    mocker.patch.object(ProducerClients, "max_record_bytes", return_value=10_000_000)
     try:
         with KafkaAdmin(settings) as admin:
             admin.create_topic(topic, 3, configs={"max.message.bytes": "100000"})
-        cls = metrics_class(topic)
-        with pytest.raises(ProducerError, match="Message size too large"):
-            cls(settings).run()
-        held = assert_prefixes(read_topic(settings, topic), source)
-        big_partition = partition_for_key(str(source[big]["id"]).encode(), 3)
-        assert held[big_partition] == []  # nothing after the refused record
-        assert sum(len(v) for v in held.values()) < RECORDS
-
-        admin_client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        try:
-            admin_client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
-                                                       configs={"max.message.bytes": "1048588"})])
-        finally:
-            admin_client.close()
-        deadline = time.monotonic() + 30
-        while True:  # the new limit reaches the partition leader shortly after
-            try:
-                cls(settings).run()
-                break
-            except ProducerError:
-                assert time.monotonic() < deadline, "the raised max.message.bytes never applied"
-                time.sleep(0.5)
+        summary = metrics_class(topic)(settings).run()
     finally:
         server.stop()
+    assert summary.dead_lettered == 1 and summary.retries >= 1  # what the first session wrote is "already there"
     records = read_topic(settings, topic)
-    assert positions(records) == list(range(RECORDS))
-    assert_prefixes(records, source)
-    by_position = {int(header(r, "source-position")): r for r in records}
-    assert orjson.loads(by_position[big].value) == source[big]
+    assert positions(records) == list(range(1, RECORDS))
+    for record in records:  # each partition in position order, nothing twice
+        assert orjson.loads(record.value) == source[int(header(record, "source-position"))]
+    by_partition: dict[int, list[int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_partition.setdefault(record.partition, []).append(int(header(record, "source-position")))
+    assert all(got == sorted(got) for got in by_partition.values())
+    (dead,) = read_topic(settings, topic + ".dlq")
+    assert header(dead, "source-position") == b"0" and b"too large" in header(dead, "dlq-reason")
+    assert orjson.loads(dead.value) == source[big]  # the whole record: it fits the dead-letter topic
 
 
 def test_confluent_client_dead_letters_bad_lines_once_with_their_reason(settings, registered):
@@ -198,7 +184,7 @@ def test_confluent_client_dead_letters_bad_lines_once_with_their_reason(settings
         assert positions(read_topic(settings, topic)) == [0, 4, 6]
         dlq = {int(header(r, "source-position")): r for r in read_topic(settings, topic + ".dlq")}
         assert sorted(dlq) == [1, 2, 3, 5]
-        assert header(dlq[2], "dlq-reason") == b"the line is a JSON list, not an object"
+        assert header(dlq[2], "dlq-reason") == b"the line is a JSON array, not an object"
         assert header(dlq[3], "dlq-reason") == f"the record has no 'sensor' field, the key of topic {topic!r}".encode()
         assert dlq[5].value == _BadLinesHandler.LINES[5]  # the raw bytes
         assert all(header(r, "source-topic") == topic.encode() for r in dlq.values())

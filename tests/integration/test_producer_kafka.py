@@ -258,7 +258,7 @@ def test_malformed_lines_land_in_the_dead_letter_topic_with_their_reason(setting
         dlq = {int(header(r, "source-position")): r for r in read_topic(settings, topic + ".dlq")}
         assert sorted(dlq) == [1, 2, 3, 5]
         assert header(dlq[1], "dlq-reason").startswith(b"the line is not valid JSON")
-        assert header(dlq[2], "dlq-reason") == b"the line is a JSON list, not an object"
+        assert header(dlq[2], "dlq-reason") == b"the line is a JSON array, not an object"
         assert header(dlq[3], "dlq-reason") == f"the record has no 'sensor' field, the key of topic {topic!r}".encode()
         assert header(dlq[5], "dlq-reason").startswith(b"the line is not valid JSON")
         assert dlq[5].value == _BadLinesHandler.LINES[5]  # the raw bytes

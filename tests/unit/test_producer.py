@@ -192,6 +192,16 @@ def test_generic_ndjson_without_positions(settings):
     session = FakeNdjsonSession(lines=lines, breaks=[2])
     run(KeyedProducer, settings, session, kafka)
     assert positions_in(kafka, "unit-keyed") == list(range(6))
+    # no position stated: after the break the stream is read from 0 again and 0..1 are skipped here
+    assert [r["from"] for r in session.requests] == [0, 0]
+
+
+def test_generic_ndjson_stating_its_first_position_resumes_from_there(settings):
+    kafka = InMemoryKafka()
+    lines = [orjson.dumps(r) for r in records(6)]
+    session = FakeNdjsonSession(lines=lines, breaks=[2], from_header=True)
+    run(KeyedProducer, settings, session, kafka)
+    assert positions_in(kafka, "unit-keyed") == list(range(6))
     assert [r["from"] for r in session.requests] == [0, 2]
 
 
@@ -218,7 +228,7 @@ def test_bad_lines_go_to_the_dead_letter_topic_with_reasons(settings):
     dlq = {m.position: m for m in kafka.messages("unit-keyed.dlq")}
     assert sorted(dlq) == [1, 2, 3, 4, 5]
     assert dlq[1].header("dlq-reason").startswith(b"the line is not valid JSON")
-    assert dlq[2].header("dlq-reason") == b"the line is a JSON list, not an object"
+    assert dlq[2].header("dlq-reason") == b"the line is a JSON array, not an object"
     assert dlq[3].header("dlq-reason") == b"the record has no 'id' field, the key of topic 'unit-keyed'"
     assert dlq[4].header("dlq-reason").startswith(b"the record has no 'id' field")
     assert dlq[5].value == b"not json at all"  # raw bytes, as received
