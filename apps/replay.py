@@ -48,6 +48,7 @@ POSITION_FIELD = "_position"
 IGNORED_FILES = frozenset({"ground_truth.json"})
 """``*.json`` files of a data directory that are not streams (the generator's answer key)."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_WAIT_SLICE = 3600.0  # seconds one sleep of the pacing lasts at most
 BATCH_RECORDS = 2000
 """Records per chunk when no pacing holds them back."""
 
@@ -295,8 +296,11 @@ def replay(stream: Stream, file: BinaryIO, start: int, stop: int, *, delay: floa
                     if pending:
                         yield b"".join(pending)
                         sent, pending = position, []
-                    if stopping.wait(wait):
-                        raise StreamAborted("the API is stopping")
+                    # wait in slices: Event.wait overflows past threading.TIMEOUT_MAX (~292 years)
+                    while wait > 0:
+                        if stopping.wait(min(wait, MAX_WAIT_SLICE)):
+                            raise StreamAborted("the API is stopping")
+                        wait = due - time.monotonic()
                 pending.append(stream.line(file, position))
                 if len(pending) >= BATCH_RECORDS:
                     yield b"".join(pending)

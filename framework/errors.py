@@ -64,3 +64,11 @@ class ApiServerError(FrameworkError):
 
 class EventLogError(FrameworkError):
     """An event could not be logged to Kafka: not acknowledged in time, refused, or not serializable."""
+
+
+class SparkUnavailableError(FrameworkError):
+    """The Spark master does not answer, or Spark could not start."""
+
+
+class OutputError(FrameworkError):
+    """The output directory (tables, checkpoints) cannot be created or written."""

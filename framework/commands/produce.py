@@ -24,7 +24,7 @@ from framework.errors import KafkaUnavailableError, RegistryError
 from framework.log import get_logger
 from framework.producer.base import PRODUCERS, ProducerABC
 from framework.producer.summary import ProduceSummary
-from framework.settings import Settings
+from framework.settings import MAX_DELAY_SECONDS, Settings
 
 log = get_logger("produce")
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import this module to register its producers (repeatable)")
     p.add_argument("--follow", action="store_true",
                    help="at the end of a stream, keep asking for new records until stopped")
-    p.add_argument("--delay", type=float, default=None,
+    p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=None,
                    help="ask the API for this many seconds between records (default: the API's own)")
     return p
 

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("Run a Spark SQL statement over the Parquet tables (one view per table directory).")
     p.add_argument("sql", nargs="?", help='e.g. "SELECT id, avg(val) AS mean FROM metrics GROUP BY id"')
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--limit", type=int, default=1000, help="at most this many rows (default 1000)")
+    p.add_argument("--limit", type=cli.bounded_int(0), default=1000, help="at most this many rows (default 1000)")
     p.add_argument("--output-dir", default=None, help="tables directory (default PIPELINE_OUTPUT_DIR)")
     p.add_argument("--tables", action="store_true", help="list the tables and exit")
     return cli.run(p, _main, argv)
