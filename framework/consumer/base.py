@@ -328,7 +328,7 @@ class ConsumerSparkABC:
                      started: float) -> bool:
         """Start one query per topic, wait for them, stop them; True if stopped before done."""
         group = QueryGroup(self.name, self._stop_event, checkpoint=self.checkpoint_path,
-                           trace_dir=Path(self.settings.state_dir))
+                           trace_dir=Path(self.settings.state_dir), settings=self.settings)
         listener = tracker.listener()
         self.spark.streams.addListener(listener)
         try:

@@ -35,7 +35,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from framework.errors import ConsumerError, FrameworkError, OutputError
 from framework.log import get_logger
@@ -65,8 +65,7 @@ class Cause:
 
     @property
     def line(self) -> str:
-        short = self.type_name.rsplit(".", 1)[-1]
-        return f"{short}: {self.message}" if self.message else short
+        return f"{self.type_name}: {self.message}" if self.message else self.type_name
 
 
 def failure_text(exc: BaseException | Any) -> str:
@@ -120,32 +119,79 @@ def root_cause(exc: BaseException | Any) -> Cause:
     return Cause("other", type(exc).__name__, first[:500], text)
 
 
-def explain(exc: BaseException | Any, *, consumer: str = "", topic: str = "", checkpoint: Path | str | None = None
-            ) -> str:
-    """One sentence naming the innermost cause of ``exc`` and what to do about it."""
+def explain(exc: BaseException | Any, *, consumer: str = "", topic: str = "", checkpoint: Path | str | None = None,
+            settings: Any = None) -> str:
+    """One sentence naming the innermost cause of ``exc`` and what to do about it.
+
+    With ``settings`` (and ``topic``, ``checkpoint``), a data loss is described
+    from Kafka's earliest offsets and the checkpoint: every partition, exact ranges.
+    """
     cause = root_cause(exc)
     who = f"consumer {consumer!r}" if consumer else "the consumer"
     if cause.kind == "data_loss":
-        return data_loss_sentence(cause, who, topic, checkpoint)
+        gone = gone_offsets(settings, topic, Path(checkpoint)) if settings and topic and checkpoint else None
+        return data_loss_sentence(cause, who, topic, checkpoint, gone)
     if cause.kind == "output":
         return output_sentence(cause.type_name, cause.message, _path_in(cause.message))
     return f"{cause.line[:500]}"
 
 
-def data_loss_sentence(cause: Cause, who: str, topic: str, checkpoint: Path | str | None) -> str:
-    partitions: dict[str, set[int]] = {}
-    for name, number in _PARTITION.findall(cause.text):
-        partitions.setdefault(name, set()).add(int(number))
-    offsets = sorted({int(o) for pair in _OFFSET.findall(cause.text) for o in pair if o})
-    topics = sorted(partitions) or ([topic] if topic else [])
-    where = "; ".join(f"topic {t!r} partition{'s' if len(partitions.get(t, ())) > 1 else ''} "
-                      f"{', '.join(str(p) for p in sorted(partitions.get(t, ()))) or '?'}" for t in topics)
-    gone = (f", offsets from {offsets[0]}" + (f" (up to {offsets[-1]})" if len(offsets) > 1 else "")
-            if offsets else "")
+def data_loss_sentence(cause: Cause, who: str, topic: str, checkpoint: Path | str | None,
+                       gone: Mapping[int, tuple[int, int]] | None = None) -> str:
+    """The data-loss sentence; ``gone`` ({partition: (first gone, first kept)}, see :func:`gone_offsets`)
+    lists every partition, where Spark's own message names only the first task that failed."""
+    if gone:
+        where = _gone_ranges(topic, gone)
+    else:
+        partitions: dict[str, set[int]] = {}
+        for name, number in _PARTITION.findall(cause.text):
+            partitions.setdefault(name, set()).add(int(number))
+        offsets = sorted({int(o) for pair in _OFFSET.findall(cause.text) for o in pair if o})
+        topics = sorted(partitions) or ([topic] if topic else [])
+        where = "; ".join(f"topic {t!r} partition{'s' if len(partitions.get(t, ())) > 1 else ''} "
+                          f"{', '.join(str(p) for p in sorted(partitions.get(t, ()))) or '?'}" for t in topics)
+        where = (where or "some partitions") + (f", offsets from {offsets[0]}" if offsets else "")
     fresh = f"delete the checkpoint {checkpoint}" if checkpoint else "give the consumer a new checkpoint"
     return (f"Records that {who} had not read yet were deleted from Kafka (by retention or a deletion): "
-            f"{where or 'some partitions'}{gone}; declare `fail_on_data_loss = False` on the consumer to skip what "
-            f"is gone and go on, or {fresh} to read again what is left.")
+            f"{where}; declare `fail_on_data_loss = False` on the consumer to skip what is gone and go on, or "
+            f"{fresh} to read again what is left.")
+
+
+def _gone_ranges(topic: str, gone: Mapping[int, tuple[int, int]]) -> str:
+    parts = sorted(gone)
+    ranges = {gone[p] for p in parts}
+    plural = "s" if len(parts) > 1 else ""
+    if len(ranges) == 1:
+        first, kept = next(iter(ranges))
+        each = " of each" if len(parts) > 1 else ""
+        return (f"topic {topic!r} partition{plural} {', '.join(map(str, parts))}, offsets {first} to {kept - 1}"
+                f"{each}")
+    return f"topic {topic!r} " + ", ".join(f"partition {p} offsets {gone[p][0]} to {gone[p][1] - 1}" for p in parts)
+
+
+def gone_offsets(settings: Any, topic: str, checkpoint: Path) -> dict[int, tuple[int, int]]:
+    """``{partition: (next offset to read, earliest offset Kafka still has)}`` where the first is below the second.
+
+    Compares the checkpoint's last committed offsets with Kafka's earliest
+    offsets now; empty when nothing is gone or Kafka cannot be asked.
+    """
+    from framework.admin import KafkaAdmin
+    from framework.consumer.progress import committed_offsets
+
+    committed = committed_offsets(Path(checkpoint)).get(topic, {})
+    if not committed:
+        return {}
+    try:
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        with KafkaAdmin(settings, timeout=10.0) as admin:
+            specs = {TopicPartition(topic, p): OffsetSpec.EARLIEST for p in committed}
+            earliest = {tp.partition: int(o.offset) for tp, o in admin.client.list_partition_offsets(specs).items()}
+    except Exception as exc:  # noqa: BLE001 - the sentence falls back to what Spark said
+        log.debug("Could not read the earliest offsets of {}: {}", topic, exc)
+        return {}
+    return {p: (committed[p], earliest[p]) for p in sorted(committed) if p in earliest and committed[p] < earliest[p]}
 
 
 def output_sentence(type_name: str, message: str, path: str | None) -> str:

@@ -52,9 +52,11 @@ class QueryGroup:
     """Running queries by topic, sharing one stop flag (``threading.Event``)."""
 
     def __init__(self, owner: str, stop_event: threading.Event, grace: float = STOP_GRACE_SECONDS, *,
-                 checkpoint: Callable[[str], Path] | None = None, trace_dir: Path | None = None) -> None:
-        """``checkpoint(topic)`` and ``trace_dir`` only serve the failure sentence (see :meth:`wait`)."""
+                 checkpoint: Callable[[str], Path] | None = None, trace_dir: Path | None = None,
+                 settings: Any = None) -> None:
+        """``checkpoint(topic)``, ``trace_dir`` and ``settings`` only serve the failure sentence (see :meth:`wait`)."""
         self.owner = owner
+        self.settings = settings
         self.checkpoint = checkpoint
         self.trace_dir = trace_dir
         self.stop_event = stop_event
@@ -117,7 +119,7 @@ class QueryGroup:
         log.debug("The query of consumer {} for topic {} failed; full trace:\n{}", self.owner, topic, cause.text)
         trace = write_trace(cause.text, self.trace_dir, f"{self.owner}-{topic}")
         checkpoint = self.checkpoint(topic) if self.checkpoint else None
-        sentence = explain(failure, consumer=self.owner, topic=topic, checkpoint=checkpoint)
+        sentence = explain(failure, consumer=self.owner, topic=topic, checkpoint=checkpoint, settings=self.settings)
         if cause.kind == "other":
             sentence = f"The query of consumer {self.owner!r} for topic {topic!r} failed: {sentence}"
         return ConsumerError(sentence + (f" (full trace: {trace})" if trace else ""))

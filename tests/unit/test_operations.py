@@ -15,7 +15,8 @@ from apps.game_api import create_game_app
 from framework import cli
 from framework.admin import KafkaAdmin, kafka_answers, not_kafka
 from framework.commands import admin as admin_command
-from framework.consumer.failures import check_output_dirs, explain, reported_failures, root_cause
+from framework.consumer.failures import (check_output_dirs, data_loss_sentence, explain, reported_failures,
+                                        root_cause)
 from framework.errors import (ConsumerError, KafkaUnavailableError, OutputError, SettingsError, SparkUnavailableError,
                               StreamError, TopicError)
 from framework.local.kafka_broker import free_port
@@ -88,13 +89,17 @@ def test_data_loss_names_topic_partition_offsets_and_both_remedies(tmp_path):
     assert "topic 'loss-topic' partition 0" in sentence and "offsets from 100" in sentence
     assert "fail_on_data_loss = False" in sentence and f"delete the checkpoint {tmp_path / 'cp'}" in sentence
     assert "\n" not in sentence
+    # what Kafka and the checkpoint say (every partition, exact ranges) wins over Spark's first failed task
+    exact = data_loss_sentence(root_cause(Exception(DATA_LOSS)), "consumer 'c'", "t", None, {0: (100, 200), 2: (5, 9)})
+    assert "topic 't' partition 0 offsets 100 to 199, partition 2 offsets 5 to 8;" in exact
+    assert "give the consumer a new checkpoint" in exact
 
 
 def test_the_innermost_java_cause_wins():
     text = ("org.apache.spark.SparkException: Job aborted.\n\tat a.b.C.d(C.java:1)\n"
             "Caused by: java.lang.IllegalStateException: outer\n"
             "Caused by: java.lang.ArithmeticException: / by zero\n\tat x.y.Z.z(Z.java:2)\n")
-    assert explain(Exception(text)) == "ArithmeticException: / by zero"
+    assert explain(Exception(text)) == "java.lang.ArithmeticException: / by zero"
 
 
 class Py4JJavaErrorLike(Exception):
@@ -112,7 +117,7 @@ def test_reported_failures_reduce_py4j_errors_and_write_the_trace(tmp_path):
     assert message.startswith("Cannot write /tmp/out/metrics/_staging/batch=3")
     trace = Path(message.rsplit("(full trace: ", 1)[1].rstrip(")"))
     assert trace.is_file() and "PermissionError" in trace.read_text() and "runStream" in trace.read_text()
-    with pytest.raises(ConsumerError, match=r"^Consumer 'parquet' failed: ArithmeticException: / by zero"):
+    with pytest.raises(ConsumerError, match=r"^Consumer 'parquet' failed: java.lang.ArithmeticException: / by zero"):
         with reported_failures("consumer 'parquet'"):
             raise Py4JJavaErrorLike("Job aborted.\nCaused by: java.lang.ArithmeticException: / by zero\n")
     with pytest.raises(KeyError):  # a plain Python bug outside Spark keeps its traceback
@@ -326,3 +331,23 @@ def test_each_api_logs_under_its_own_label(tmp_path):
     assert any(l.startswith("streaming-api listening on http://127.0.0.1:") for l in lines), lines
     assert any(l.startswith("game-api listening on http://127.0.0.1:") for l in lines), lines
     assert any(l.startswith("game-api stopped") for l in lines), lines
+
+
+def test_admin_list_and_consume_fail_fast_when_the_broker_port_is_not_kafka(monkeypatch, tmp_path, capsys):
+    from framework.commands import consume as consume_command
+
+    listener = _Listener(b"SSH-2.0-OpenSSH_9.2\r\n")
+    try:
+        monkeypatch.setenv("PIPELINE_BROKER_PORT", str(listener.port))
+        monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path / "out"))
+        monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+        for run in (lambda: admin_command.main(["list"]), lambda: consume_command.main(["parquet", "--bounded"])):
+            started = time.monotonic()
+            assert run() == 2
+            assert time.monotonic() - started < 10
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"error: The port answers but is not Kafka: 127.0.0.1:{listener.port} answered, "
+                                  "but not in the Kafka protocol (it began with 'SSH-2.0-')"), err
+            assert len(err.splitlines()) == 1
+    finally:
+        listener.close()
