@@ -143,7 +143,7 @@ class Settings:
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
     api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
-    api_delay: float = _setting(0.1, "default seconds between streamed records, 0 to 3600",
+    api_delay: float = _setting(0.1, "default seconds between streamed records",
                                 _between(0, MAX_DELAY_SECONDS))
     # Paths
     data_dir: Path = _setting(Path("data_source"), "directory of the JSON files the API replays")
