@@ -61,15 +61,17 @@ def preserved_handlers() -> Iterator[None]:
 class StopSignals:
     """SIGINT/SIGTERM -> ``on_stop()`` once; a second signal raises :class:`KeyboardInterrupt`.
 
-    ``what`` names what is being stopped, for the log line. The handler only
+    ``what`` names what is being stopped and ``when`` how soon, for the log line. The handler only
     calls ``on_stop`` (which must be signal-safe: set an event, no I/O, no
     Py4J) and logs. Used as a context manager it installs itself on entry and
     restores the previous handlers on exit.
     """
 
-    def __init__(self, on_stop: Callable[[], None], what: str = "the command") -> None:
+    def __init__(self, on_stop: Callable[[], None], what: str = "the command",
+                 when: str = "after the current batch") -> None:
         self.on_stop = on_stop
         self.what = what
+        self.when = when
         self.received: str | None = None  # name of the first signal received
         self._previous: dict[int, Any] = {}
 
@@ -79,8 +81,7 @@ class StopSignals:
             log.warning("{} received again: stopping now", name)
             raise KeyboardInterrupt
         self.received = name
-        log.warning("{} received: stopping {} after the current batch (send it again to stop at once)",
-                    name, self.what)
+        log.warning("{} received: stopping {} {} (send it again to stop at once)", name, self.what, self.when)
         self.on_stop()
 
     def install(self) -> "StopSignals":

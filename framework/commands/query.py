@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +18,7 @@ from framework import cli
 from framework.errors import FrameworkError
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.signals import EXIT_INTERRUPTED, StopSignals
 
 log = get_logger("query")
 
@@ -82,12 +84,20 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
         if not args.sql:
             raise QueryError("Give a SQL statement, e.g. \"SELECT count(*) FROM metrics\"; tables: "
                              + ", ".join(tables) + ".")
-        try:
-            df = spark.sql(args.sql)
-            rows = [tuple(r) for r in df.limit(args.limit).collect()]
-        except Exception as exc:  # AnalysisException, ParseException: one sentence for the user
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise QueryError(f"The query failed: {first} (tables: {', '.join(tables)}).") from None
+        # Ctrl-C cancels the running Spark jobs from another thread (a Py4J call inside the signal
+        # handler would be reentrant, see framework.signals), then the command exits with 130
+        cancel = StopSignals(lambda: threading.Thread(target=spark.sparkContext.cancelAllJobs, daemon=True).start(),
+                             "the query", "now, cancelling its Spark jobs")
+        with cancel:
+            try:
+                df = spark.sql(args.sql)
+                rows = [tuple(r) for r in df.limit(args.limit).collect()]
+            except Exception as exc:  # AnalysisException, ParseException: one sentence for the user
+                if cancel.received:
+                    print(f"stopped by {cancel.received}: the query was cancelled", file=sys.stderr)
+                    return EXIT_INTERRUPTED
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise QueryError(f"The query failed: {first} (tables: {', '.join(tables)}).") from None
         columns = df.columns
         if args.format == "csv":
             writer = csv.writer(sys.stdout)
