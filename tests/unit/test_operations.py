@@ -307,9 +307,11 @@ def test_the_source_projects_endpoint_names_answer(path, event_type):
     assert log.events[-1]["event_type"] == event_type
 
 
-def test_game_is_another_name_of_the_events_consumer():
+def test_game_is_another_name_of_the_events_consumer(restore_consumer_registry):
     from apps.game_consumers import GameEventsConsumer
     from framework.consumer.base import CONSUMERS
+
+    CONSUMERS.register(GameEventsConsumer.name, GameEventsConsumer)  # another test may have reset the registry
 
     assert CONSUMERS.get("game") is GameEventsConsumer and "game" in CONSUMERS
     assert "game" not in CONSUMERS.names()  # listed once, under its name
@@ -333,8 +335,13 @@ def test_each_api_logs_under_its_own_label(tmp_path):
     assert any(l.startswith("game-api stopped") for l in lines), lines
 
 
-def test_admin_list_and_consume_fail_fast_when_the_broker_port_is_not_kafka(monkeypatch, tmp_path, capsys):
+def test_admin_list_and_consume_fail_fast_when_the_broker_port_is_not_kafka(monkeypatch, tmp_path, capsys,
+                                                                          restore_consumer_registry):
+    from apps.consumers import ParquetConsumer
     from framework.commands import consume as consume_command
+    from framework.consumer.base import CONSUMERS
+
+    CONSUMERS.register(ParquetConsumer.name, ParquetConsumer)  # another test may have reset the registry
 
     listener = _Listener(b"SSH-2.0-OpenSSH_9.2\r\n")
     try:
