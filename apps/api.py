@@ -22,10 +22,10 @@ are set. Query parameters:
 
 - ``from=N`` first position to send (``0``..records; ``from=records`` is an empty stream),
 - ``limit=N`` send at most N records,
-- ``delay=S`` seconds between records (default: ``Settings.api_delay`` or the
-  ``delay`` given to :func:`create_app`); ``delay=0`` is as fast as possible,
-- ``speed=F`` replay the real gaps between record times divided by F (not with ``delay``;
-  only for a stream in time order).
+- ``delay=S`` seconds between records, 0 to 3600 (default: ``Settings.api_delay``
+  or the ``delay`` given to :func:`create_app`); ``delay=0`` is as fast as possible,
+- ``speed=F`` replay the real gaps between record times divided by F, 0.001 to
+  1e9 (not with ``delay``; only for a stream in time order).
 
 Errors: an unknown name (or any unknown path) is a ``404`` listing the
 available streams; names are only looked up in the start-up index, so no
@@ -60,7 +60,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, get_sockaddr, m
 from apps.replay import Catalog, Stream, replay
 from framework.errors import ApiServerError, DataSourceError
 from framework.log import get_logger
-from framework.settings import Settings
+from framework.settings import MAX_DELAY_SECONDS, Settings
 
 STREAM_PREFIX = "/stream_data_"
 EXTENSION = "replay"
@@ -71,6 +71,8 @@ PARAMETERS = {
     "speed": "replay the real gaps between record times divided by this factor (instead of delay)",
 }
 _COUNT = re.compile(r"^\d{1,18}$")
+#: a gap of days replayed at the slowest speed stays far below the longest sleep Python allows
+MIN_SPEED, MAX_SPEED = 1e-3, 1e9
 _log = get_logger("api")
 
 
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None, data_dir: Path | str | None = N
     catalog = Catalog.load(settings.data_dir, time_field=settings.api_time_field)
 
     app = Flask(__name__)
+    app.config["SERVICE_NAME"] = "streaming API"
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = ReplayState(catalog, settings.api_delay, threading.Event())
     app.add_url_rule("/", "index", _index)
@@ -202,10 +205,10 @@ def _parameters(args: MultiDict[str, str], stream: Stream, default_delay: float
     stop = min(stream.records, start + limit)
     if "delay" in args and "speed" in args:
         raise _BadRequest("Give either delay (seconds between records) or speed (time factor), not both.")
-    delay = _number(args, "delay", default_delay, "seconds between records, a number not below 0 like 0.05",
-                    lambda v: v >= 0)
-    speed = _number(args, "speed", None, "a time factor above 0 like 60 (a minute of data per second)",
-                    lambda v: v > 0)
+    delay = _number(args, "delay", default_delay, f"seconds between records, from 0 to {MAX_DELAY_SECONDS:g}, "
+                    "like 0.05", lambda v: 0 <= v <= MAX_DELAY_SECONDS)
+    speed = _number(args, "speed", None, f"a time factor from {MIN_SPEED:g} to {MAX_SPEED:g} like 60 (a minute "
+                    "of data per second)", lambda v: MIN_SPEED <= v <= MAX_SPEED)
     if speed is not None and not stream.timed:
         raise _BadRequest(f"Stream {stream.name!r} is in file order (no record has a {stream.time_field!r} time), "
                           "so speed cannot apply; use delay.")
@@ -308,7 +311,7 @@ class ApiServer:
         self._server.shutdown()
         self._thread.join(timeout)
         self._server.server_close()
-        _log.info("streaming API on {} stopped", self.url)
+        service_log(self._app).info("stopped ({})", self.url)
 
     def serve_until_signal(self) -> None:
         """Block until SIGTERM or Ctrl-C (main thread only), then :meth:`stop`."""
@@ -348,5 +351,14 @@ def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> ApiSe
                               name=f"api-{server.port}", daemon=True)
     thread.start()
     handle = ApiServer(server, thread, app)
-    _log.info("streaming API listening on {}", handle.url)
+    service_log(app).info("listening on {}", handle.url)
     return handle
+
+
+def service_log(app: Flask) -> Any:
+    """The logger of the service ``app`` is: its ``SERVICE_NAME`` config (default ``streaming API``) as component.
+
+    So the replay API logs as ``streaming-api`` and the game API as ``game-api``.
+    """
+    name = str(app.config.get("SERVICE_NAME", "streaming API"))
+    return get_logger(name.lower().replace(" ", "-"))

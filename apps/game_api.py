@@ -7,9 +7,14 @@ Endpoints (``GET``)::
     /purchase_a_shield    buy a shield                          event_type "purchase_shield"
     /purchase_an_axe      buy an axe                            event_type "purchase_axe"
     /purchase_a_potion    buy a potion                          event_type "purchase_potion"
+    /purchase_a_spear     buy a spear                           event_type "purchase_spear"
     /join_guild?guild=G   join guild G (default the-knights)    event_type "join_guild"
     /declare_war          declare war                           event_type "declare_war"
     /declare_peace        declare peace                         event_type "declare_peace"
+
+The names of the projects this demo comes from answer too, with the same
+action and event: ``/join_a_guild``, ``/declare_a_war``, ``/declare_a_peace``
+(see ``docs/game-demo-endpoints.md``).
 
 Every event carries ``event_type``, ``timestamp`` (UTC, ISO 8601 with
 milliseconds, e.g. ``2026-01-05T08:00:00.123Z``), ``host`` and ``user_agent``
@@ -79,11 +84,15 @@ def _article(noun: str) -> str:
 
 
 ITEMS = (Item("sword", "/purchase_a_sword", "steel sword"), Item("shield", "/purchase_a_shield", "oak shield"),
-         Item("axe", "/purchase_an_axe", "battle axe"), Item("potion", "/purchase_a_potion", "healing potion"))
+         Item("axe", "/purchase_an_axe", "battle axe"), Item("potion", "/purchase_a_potion", "healing potion"),
+         Item("spear", "/purchase_a_spear", "ash spear"))
 #: path -> what it does, as listed by ``/``
 ACTIONS = {"/": "welcome and this list", **{i.path: f"buy {_article(i.name)}" for i in ITEMS},
            "/join_guild": f"join a guild: ?guild=<name> (default {DEFAULT_GUILD})",
            "/declare_war": "declare war", "/declare_peace": "declare peace"}
+#: the names users of the source projects call (path -> our path, same action and event_type)
+ALIASES = {"/join_a_guild": "/join_guild", "/declare_a_war": "/declare_war", "/declare_a_peace": "/declare_peace"}
+ALIASES_OF = {ours: theirs for theirs, ours in ALIASES.items()}
 #: every event_type the API logs
 EVENT_TYPES = ("visit", *(i.event_type for i in ITEMS), "join_guild", "declare_war", "declare_peace")
 _QUALITY = ((2.0, "flimsy"), (4.0, "worn"), (6.0, "sturdy"), (8.0, "fine"), (9.5, "masterwork"))
@@ -115,9 +124,12 @@ def create_game_app(settings: Settings | None = None, event_log: EventLog | None
     app.add_url_rule("/", "visit", _visit)
     for item in ITEMS:
         app.add_url_rule(item.path, item.event_type, _purchase, defaults={"item_name": item.name})
-    app.add_url_rule("/join_guild", "join_guild", _join_guild)
-    app.add_url_rule("/declare_war", "declare_war", _declare, defaults={"stance": "war"})
-    app.add_url_rule("/declare_peace", "declare_peace", _declare, defaults={"stance": "peace"})
+    for path in ("/join_guild", ALIASES_OF["/join_guild"]):
+        app.add_url_rule(path, f"join_guild{path}", _join_guild)
+    for stance in ("war", "peace"):
+        for path in (f"/declare_{stance}", ALIASES_OF[f"/declare_{stance}"]):
+            app.add_url_rule(path, f"declare_{stance}{path}", _declare, defaults={"stance": stance})
+    app.config["SERVICE_NAME"] = "game API"  # how apps.api's server logs it
     app.register_error_handler(HTTPException, _http_error)
     return app
 

@@ -1,10 +1,11 @@
 """The game's consumer: the ``events`` topic routed by ``event_type`` into one Parquet table per kind of event.
 
     python cmd/consume_cmd.py events --module apps.game_consumers --bounded
+    python cmd/consume_cmd.py game --bounded      # the same consumer, by its entry-point name (setup.py)
 
 writes, under ``PIPELINE_OUTPUT_DIR``:
 
-- ``purchases/``: purchase_sword, purchase_shield, purchase_axe, purchase_potion;
+- ``purchases/``: purchase_sword, purchase_shield, purchase_axe, purchase_potion, purchase_spear;
   columns event_type, timestamp, host, user_agent, item, strength, description
 - ``joins/``: join_guild; event_type, timestamp, host, user_agent, guild
 - ``declarations/``: declare_war, declare_peace; event_type, timestamp, host, user_agent
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
-from framework.consumer.base import ConsumerSparkABC
+from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.sinks import ParquetWriter
 
 #: the fields every game event carries (see apps.game_api)
@@ -57,6 +58,7 @@ class GameEventsConsumer(ConsumerSparkABC):
         "purchase_shield": "purchases",
         "purchase_axe": "purchases",
         "purchase_potion": "purchases",
+        "purchase_spear": "purchases",
         "join_guild": "joins",
         "declare_war": "declarations",
         "declare_peace": "declarations",
@@ -65,3 +67,7 @@ class GameEventsConsumer(ConsumerSparkABC):
     schema = {"purchases": PURCHASE_SCHEMA, "joins": JOIN_SCHEMA, "declarations": DECLARATION_SCHEMA,
               "visits": VISIT_SCHEMA}
     writer = ParquetWriter()
+
+
+#: the name the package's entry point (setup.py, ``pipeline.consumers``) gives this module
+CONSUMERS.alias("game", GameEventsConsumer.name)

@@ -37,7 +37,8 @@ from framework.errors import FrameworkError
 #: action name -> path of the game API
 ACTIONS: dict[str, str] = {
     "visit": "/", "sword": "/purchase_a_sword", "shield": "/purchase_a_shield", "axe": "/purchase_an_axe",
-    "potion": "/purchase_a_potion", "join": "/join_guild", "war": "/declare_war", "peace": "/declare_peace",
+    "potion": "/purchase_a_potion", "spear": "/purchase_a_spear", "join": "/join_guild", "war": "/declare_war",
+    "peace": "/declare_peace",
 }
 DEFAULT_MIX: dict[str, int] = {"visit": 5, "sword": 25, "shield": 15, "axe": 10, "potion": 20, "join": 15,
                                "war": 5, "peace": 5}

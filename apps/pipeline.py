@@ -15,13 +15,13 @@
 
 Run twice, the second run adds nothing. Ctrl-C (or SIGTERM) at any moment stops
 the producers after a flush and the consumer after its current batch, then
-stops the API and the broker: what was acknowledged is kept and the next run
-resumes from there.
+stops Spark, the API and the broker and exits with code 130: what was
+acknowledged is kept and the next run resumes from there. A second Ctrl-C stops
+at once (an interrupted batch is not committed and is written by the next run).
 """
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
@@ -31,10 +31,12 @@ from typing import Any, Sequence
 
 from framework import cli
 from framework.admin import KafkaAdmin
+from framework.consumer.failures import check_output_dirs, reported_failures
 from framework.local.embedded import EmbeddedServices
 from framework.errors import FrameworkError
 from framework.log import get_logger
-from framework.settings import Settings
+from framework.settings import MAX_DELAY_SECONDS, Settings
+from framework.signals import EXIT_INTERRUPTED, StopSignals
 
 log = get_logger("pipeline")
 
@@ -142,6 +144,7 @@ class Pipeline:
             try:
                 consumer = consumer_class(settings, spark=spark)
                 self._active = [consumer]
+                self._check_stop()  # a signal while Spark started
                 consumer.run(mode="bounded")
                 self._active = []
                 self._check_stop()
@@ -176,26 +179,25 @@ class Pipeline:
 
 
 def _main(args: argparse.Namespace, settings: Settings) -> int:
+    check_output_dirs(settings)
     pipeline = Pipeline(settings, delay=args.delay, report=not args.no_report)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.warning("{} received: stopping the pipeline cleanly", signal.Signals(signum).name)
-        pipeline.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        summary = pipeline.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with StopSignals(pipeline.stop, "the pipeline") as signals:  # stays in charge while Spark runs
+        try:
+            with reported_failures("the pipeline", settings.state_dir):
+                summary = pipeline.run()
+        except PipelineInterrupted as exc:
+            if not signals.received:
+                raise
+            print(f"stopped by {signals.received}: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     print("\n".join(summary.lines()))
     sys.stdout.flush()
-    return 0
+    return EXIT_INTERRUPTED if signals.received else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("Run the whole pipeline on this machine: broker, API, producers, Parquet consumer, report.")
-    p.add_argument("--delay", type=float, default=0.0,
+    p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=0.0,
                    help="seconds between records the API waits (default 0: as fast as possible)")
     p.add_argument("--no-report", action="store_true", help="skip the production report")
     return cli.run(p, _main, argv)

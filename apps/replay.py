@@ -28,6 +28,7 @@ from framework.log import get_logger
 
 __all__ = ["BATCH_RECORDS", "Catalog", "IGNORED_FILES", "POSITION_FIELD", "Stream", "StreamAborted", "TIME_FIELD",
            "Unavailable", "parse_array", "parse_time", "replay", "scan"]
+MAX_WAIT_SLICE = 3600.0  # seconds one sleep of the pacing lasts at most
 
 IGNORED_FILES = frozenset({"ground_truth.json"})
 """Files of a data directory that are not streams (the generator's answer key)."""
@@ -151,8 +152,11 @@ def replay(stream: Stream, file: BinaryIO, start: int, stop: int, *, delay: floa
                     if pending:
                         yield b"".join(pending)
                         sent, pending = position, []
-                    if stopping.wait(wait):
-                        raise StreamAborted("the API is stopping")
+                    # wait in slices: Event.wait overflows past threading.TIMEOUT_MAX (~292 years)
+                    while wait > 0:
+                        if stopping.wait(min(wait, MAX_WAIT_SLICE)):
+                            raise StreamAborted("the API is stopping")
+                        wait = due - time.monotonic()
                 pending.append(stream.line(file, position))
                 if len(pending) >= BATCH_RECORDS:
                     yield b"".join(pending)

@@ -16,6 +16,7 @@ can be injected (``client=``) for unit tests.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -67,9 +68,63 @@ def reachable(bootstrap_servers: str, timeout: float = 5.0) -> bool:
     return False
 
 
+PROBE_SECONDS = 3.0
+_API_VERSIONS_V0 = struct.pack(">hhih", 18, 0, 0x5049_5045, 8) + b"pipeline"  # key, version, correlation id, client
+
+
+def speaks_kafka(host: str, port: int, timeout: float = PROBE_SECONDS) -> str | None:
+    """None when ``host:port`` answers a Kafka ApiVersions request; else what it did instead (one phrase).
+
+    A Kafka broker answers any ApiVersions version with a response that
+    carries the request's correlation id (an unsupported version gets an
+    error code in the same frame), so a bounded read of 8 bytes tells a broker
+    from an HTTP server, an SSH daemon or a program that never answers,
+    in ``timeout`` seconds instead of the client's 30 s bootstrap timeout.
+    Raises :class:`OSError` when the connection itself fails.
+    """
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(_API_VERSIONS_V0)) + _API_VERSIONS_V0)
+        head = b""
+        try:
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except socket.timeout:
+            return f"accepted the connection but sent no Kafka answer within {timeout:g} s"
+    if len(head) < 8:
+        return "accepted the connection, then closed it without a Kafka answer"
+    size, correlation = struct.unpack(">ii", head)
+    if correlation == 0x5049_5045 and 4 <= size < 1 << 24:
+        return None
+    shown = head.decode("ascii", "replace").strip()
+    printable = "".join(c for c in shown if c.isprintable())
+    return "answered, but not in the Kafka protocol" + (f" (it began with {printable!r})" if printable else "")
+
+
+def not_kafka(bootstrap_servers: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """A sentence fragment naming the servers that accept connections without speaking Kafka; None if one speaks it.
+
+    Servers that refuse the connection are left to the caller's usual "does not answer" error.
+    """
+    problems = []
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            problem = speaks_kafka(host, int(port), timeout)
+        except (OSError, ValueError):
+            continue
+        if problem is None:
+            return None
+        problems.append(f"{server.strip()} {problem}")
+    return "; ".join(problems) or None
+
+
 def kafka_answers(bootstrap_servers: str, timeout: float = 5.0) -> bool:
     """True when a broker at ``bootstrap_servers`` answers a metadata request within ``timeout``."""
-    if not reachable(bootstrap_servers, timeout):
+    if not reachable(bootstrap_servers, timeout) or not_kafka(bootstrap_servers, min(timeout, PROBE_SECONDS)):
         return False
     try:
         admin = _admin_client(bootstrap_servers, timeout)
@@ -111,6 +166,11 @@ class KafkaAdmin:
                 raise KafkaUnavailableError(
                     f"No Kafka broker accepts connections at {self.bootstrap_servers}; start the local broker "
                     "(`python cmd/broker_cmd.py start`) or fix PIPELINE_KAFKA_BOOTSTRAP_SERVERS.")
+            impostor = not_kafka(self.bootstrap_servers, min(self.timeout, PROBE_SECONDS))
+            if impostor:
+                raise KafkaUnavailableError(
+                    f"The port answers but is not Kafka: {impostor}; stop the program using that port or point "
+                    "PIPELINE_KAFKA_BOOTSTRAP_SERVERS (or PIPELINE_BROKER_PORT for the local broker) at Kafka.")
             try:
                 self._client = _admin_client(self.bootstrap_servers, self.timeout)
             except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable, socket errors, ...: one sentence
@@ -150,10 +210,14 @@ class KafkaAdmin:
         """
         from kafka.errors import TopicAlreadyExistsError
 
-        partitions = partitions or self.settings.topic_partitions
+        partitions = self.settings.topic_partitions if partitions is None else partitions
         check_topic_name(name)
         if partitions < 1:
-            raise TopicError(f"Topic {name!r} needs at least 1 partition, not {partitions}.")
+            raise TopicError(f"Topic {name!r} needs at least 1 partition, not {partitions}; ask for 1 or more "
+                             f"(default {self.settings.topic_partitions}, PIPELINE_TOPIC_PARTITIONS).")
+        if replication_factor is not None and replication_factor < 1:
+            raise TopicError(f"Topic {name!r} needs a replication factor of at least 1, not {replication_factor}; "
+                             "leave it out to use min(3, number of brokers).")
         brokers = self.broker_count()
         replication_factor = replication_factor or self.settings.topic_replication_factor or min(3, brokers)
         if replication_factor > brokers:

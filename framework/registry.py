@@ -27,6 +27,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._classes: dict[str, type[T]] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(self, name: str, cls: type[T]) -> None:
         """Register ``cls`` under ``name``; a second, different class with the same name is an error."""
@@ -41,10 +42,17 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._classes.pop(name, None)
 
+    def alias(self, alias: str, name: str) -> None:
+        """Let ``alias`` find the class registered as ``name`` too (e.g. an entry point's name); not listed."""
+        if alias in self._classes and alias != name:
+            raise RegistryError(f"Cannot make {alias!r} another name of the {self.kind} {name!r}: a {self.kind} "
+                                f"is named {alias!r} already.")
+        self._aliases[alias] = name
+
     def get(self, name: str) -> type[T]:
-        """The class registered as ``name``; :class:`RegistryError` lists the available names."""
+        """The class registered as ``name`` (or an alias of it); :class:`RegistryError` lists the available names."""
         try:
-            return self._classes[name]
+            return self._classes[self._aliases.get(name, name) if name not in self._classes else name]
         except KeyError:
             raise RegistryError(
                 f"Unknown {self.kind} {name!r}; available: {', '.join(self.names()) or 'none'}.") from None
@@ -56,7 +64,7 @@ class Registry(Generic[T]):
         return sorted(self._classes.items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return name in self._classes or name in self._aliases
 
     def discover(self, modules: Iterable[str] = (), builtin: str = "apps") -> None:
         """Import ``builtin``, then ``modules``, then the entry-point group's modules."""

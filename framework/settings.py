@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,7 +34,13 @@ _MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s]+|yarn|k8s://[
 _COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
 PRODUCER_CLIENTS = ("kafka-python", "confluent")
 _OFFSETS = ("earliest", "latest")
-_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+_LOG_LEVELS = LOG_LEVELS
+#: bounds every numeric setting meets, whatever its own check: Kafka and Spark read them as 32-bit ints,
+#: and timeouts and sleeps overflow past about 292 years
+MAX_INT = 2**31 - 1
+MAX_SECONDS = 86400.0
+MAX_DELAY_SECONDS = 3600.0
 
 
 def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
@@ -57,6 +64,16 @@ def _positive(value: Any) -> str | None:
 
 def _non_negative(value: Any) -> str | None:
     return None if value >= 0 else "a number not below 0"
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"a number from {low:g} to {high:g}"
+    return check
+
+
+def _seconds(value: Any) -> str | None:
+    return None if 0 < value <= MAX_SECONDS else f"a number of seconds above 0 and at most {MAX_SECONDS:g} (a day)"
 
 
 def _port(value: Any) -> str | None:
@@ -98,7 +115,7 @@ class Settings:
     broker_port: int = _setting(9092, "client port of the local broker", _port)
     broker_controller_port: int = _setting(9093, "KRaft controller port of the local broker", _port)
     broker_heap: str = _setting("512m", "JVM heap of the local broker", _memory)
-    broker_start_timeout: float = _setting(90.0, "seconds to wait for the local broker to answer", _positive)
+    broker_start_timeout: float = _setting(90.0, "seconds to wait for the local broker to answer", _seconds)
     broker_count: int = _setting(
         1, "local Kafka brokers to run: 1, or e.g. 3 for a KRaft cluster on one machine (node i, from 0, "
         "uses ports BROKER_PORT+2i and BROKER_CONTROLLER_PORT+2i)", _broker_count)
@@ -117,7 +134,7 @@ class Settings:
         "choose, local masters always use 127.0.0.1")
     # Consumer
     max_offsets_per_trigger: int = _setting(1000, "records a streaming micro-batch reads at most", _positive)
-    trigger_seconds: float = _setting(10.0, "seconds between micro-batches in continuous mode", _positive)
+    trigger_seconds: float = _setting(10.0, "seconds between micro-batches in continuous mode", _seconds)
     starting_offsets: str = _setting("earliest", "where a new streaming query starts", _choice(*_OFFSETS))
     # Producer
     producer_batch_size: int = _setting(65536, "Kafka producer batch.size in bytes", _positive)
@@ -127,7 +144,7 @@ class Settings:
         "kafka-python", "Kafka client of ProducerABC: kafka-python, or confluent (librdkafka, same exactly-once "
         "contract, 2 to 3 times faster sends)", _choice(*PRODUCER_CLIENTS))
     producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
-    producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _positive)
+    producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _seconds)
     # Streaming API
     # PostgreSQL (sinks, dashboard, Iceberg catalog)
     postgres_url: str = _setting(
@@ -139,13 +156,14 @@ class Settings:
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
     api_base_url: str = _setting("", "base URL producers stream from; empty means http://API_HOST:API_PORT")
-    api_delay: float = _setting(0.1, "default seconds between streamed records", _non_negative)
+    api_delay: float = _setting(0.1, "default seconds between streamed records",
+                                _between(0, MAX_DELAY_SECONDS))
     api_time_field: str = _setting(
         "time", "record member the API orders a stream by (ISO-8601 or seconds since 1970); empty: file order")
     # Paths
     data_dir: Path = _setting(Path("data_source"), "directory of the JSON files the API replays")
     output_dir: Path = _setting(Path("output"), "directory of the Parquet tables")
-    checkpoint_dir: Path = _setting(Path(""), "Spark checkpoints; empty means OUTPUT_DIR/_checkpoints")
+    checkpoint_dir: Path | None = _setting(None, "Spark checkpoints; empty means OUTPUT_DIR/_checkpoints")
     state_dir: Path = _setting(Path(".pipeline"), "local broker data, PID files and logs")
     cache_dir: Path = _setting(
         Path(os.path.expanduser("~/.cache/pipeline-framework")),
@@ -188,7 +206,7 @@ class Settings:
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")
             value = getattr(self, f.name)
-            problem = check(value) if check else None
+            problem = _numeric_bounds(value) or (check(value) if check else None)
             if problem:
                 raise SettingsError(
                     f"{env_name(f.name)}={value!s} is not valid; expected {problem}.")
@@ -227,13 +245,17 @@ class Settings:
 
     @property
     def checkpoint_root(self) -> Path:
-        """Directory of the Spark checkpoints."""
-        return self.checkpoint_dir if str(self.checkpoint_dir) not in ("", ".") else self.output_dir / "_checkpoints"
+        """Directory of the Spark checkpoints: ``checkpoint_dir``, or ``OUTPUT_DIR/_checkpoints`` when unset (empty).
+
+        ``.`` is the current directory, like any other path.
+        """
+        return self.output_dir / "_checkpoints" if self.checkpoint_dir is None else Path(self.checkpoint_dir)
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, description) of every setting, for ``admin_cmd.py settings``."""
-        return [(env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(cls)]
+        return [(env_name(f.name), "" if f.default is None else str(f.default), f.metadata["help"])
+                for f in dataclasses.fields(cls)]
 
 
 def env_name(field_name: str) -> str:
@@ -241,14 +263,30 @@ def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
 
 
+def _numeric_bounds(value: Any) -> str | None:
+    """The expectation every number meets: finite, and an int within Kafka's and Java's 32 bits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return f"a number of at most {MAX_INT}"
+    return None
+
+
 def _convert(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     text = raw.strip()
     try:
+        if kind == "Path | None":  # empty means "not set"
+            return Path(os.path.expanduser(text)) if text else None
         if kind == "int":
             return int(text)
         if kind == "float":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            return value
         if kind == "bool":
             lowered = text.lower()
             if lowered in ("1", "true", "yes", "on"):
@@ -260,7 +298,7 @@ def _convert(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
             return Path(os.path.expanduser(text))
         return text
     except ValueError:
-        expected = {"int": "a whole number", "float": "a number",
+        expected = {"int": "a whole number", "float": "a finite number",
                     "bool": "true or false"}.get(kind, kind)
         raise SettingsError(f"{var}={raw!r} is not valid; expected {expected}.") from None
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from framework.errors import SparkUnavailableError
 from framework.local.jars import java_executable, resolve
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.signals import preserved_handlers
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 log = get_logger("spark")
 
 SCALA_BINARY = "2.13"
+MASTER_PROBE_SECONDS = 5.0
 
 
 def kafka_connector_package() -> str:
@@ -107,6 +111,7 @@ def build_spark_session(settings: Settings, app_name: str = "pipeline",
     without it, for static frames only).
     """
     java_executable()  # fail with one sentence before Spark prints a JVM stack trace
+    check_master(settings.spark_master)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -117,9 +122,35 @@ def build_spark_session(settings: Settings, app_name: str = "pipeline",
     log.info("Starting Spark (master {}, executor {} / {} core(s), connector {})", settings.spark_master,
              settings.spark_executor_memory, settings.spark_executor_cores,
              kafka_connector_package() if kafka_connector else "none")
-    spark = builder.getOrCreate()
+    with preserved_handlers():  # pyspark would replace the command's SIGINT handler, see framework.signals
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def check_master(master: str, timeout: float = MASTER_PROBE_SECONDS) -> None:
+    """Raise :class:`SparkUnavailableError` unless a ``spark://`` master accepts a TCP connection.
+
+    Spark's own client retries the registration for about a minute and then
+    reports only ``Cannot call methods on a stopped SparkContext``; this probe
+    names the URL within ``timeout`` seconds per address. Other masters
+    (``local[*]``, ``yarn``, ``k8s://``) are not probed.
+    """
+    if not master.startswith("spark://"):
+        return
+    addresses = [a.strip() for a in master[len("spark://"):].split(",") if a.strip()]
+    problems = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            problems.append(f"{address}: {getattr(exc, 'strerror', None) or exc}")
+    raise SparkUnavailableError(
+        f"The Spark master {master} does not accept connections ({'; '.join(problems)}); start the master "
+        "(`$SPARK_HOME/sbin/start-master.sh`) or set PIPELINE_SPARK_MASTER to a running one, or to local[*] "
+        "to run Spark in this process.")
 
 
 def _log4j_file(cache: Path) -> Path:

@@ -32,6 +32,7 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
         for var, default, help_text in Settings.describe():
             field = var[len("PIPELINE_"):].lower()
             current = getattr(settings, field)
+            current = "" if current is None else current
             mark = "*" if var in os.environ else " "
             print(f"{mark} {var:<36} {str(current):<28} {help_text} (default: {default or 'empty'})")
         print("(* = set in the environment)")
@@ -41,8 +42,9 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
             for name in admin.list_topics(include_internal=args.all):
                 print(name)
         elif args.action == "create":
+            configs = _configs(args.config)
             for topic in args.topics:
-                created = admin.create_topic(topic, args.partitions, args.replication_factor, _configs(args.config))
+                created = admin.create_topic(topic, args.partitions, args.replication_factor, configs)
                 print(f"{'created' if created else 'exists '} {topic}")
         elif args.action == "delete":
             for topic in args.topics:
@@ -68,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                            help="include internal topics")
     c = sub.add_parser("create", help=f"create topics (idempotent); defaults from {env_name('topic_partitions')}")
     c.add_argument("topics", nargs="+")
-    c.add_argument("--partitions", type=int, default=None)
-    c.add_argument("--replication-factor", type=int, default=None)
+    c.add_argument("--partitions", type=cli.bounded_int(1), default=None,
+                   help="partitions, 1 or more (default: PIPELINE_TOPIC_PARTITIONS)")
+    c.add_argument("--replication-factor", type=cli.bounded_int(1), default=None,
+                   help="copies of each partition, 1 to the broker count (default: min(3, brokers))")
     c.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="topic config, repeatable")
     sub.add_parser("delete", help="delete topics").add_argument("topics", nargs="+")
     sub.add_parser("describe", help="partitions, leaders, offsets, configs").add_argument("topics", nargs="*")

@@ -10,15 +10,15 @@ throughput.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from framework import cli
 from framework.consumer.base import CONSUMERS, ConsumerSparkABC
+from framework.consumer.failures import check_output_dirs, reported_failures
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.signals import EXIT_INTERRUPTED, StopSignals
 
 log = get_logger("consume")
 
@@ -30,27 +30,13 @@ def discover(modules: Sequence[str] = ()) -> None:
     CONSUMERS.discover(modules, builtin=BUILTIN_MODULE)
 
 
-def install_signal_handlers(consumer: ConsumerSparkABC) -> Callable[[], None]:
-    """SIGINT/SIGTERM -> ``consumer.stop()`` (a second one raises KeyboardInterrupt); returns a restorer.
+def install_signal_handlers(consumer: ConsumerSparkABC) -> StopSignals:
+    """SIGINT/SIGTERM -> ``consumer.stop()`` (a second one raises KeyboardInterrupt); call ``.restore()`` after.
 
-    Only the main thread may install handlers, so only a command's entry point calls this.
+    Only the main thread may install handlers, so only a command's entry point
+    calls this; the handler survives the start of Spark (see :mod:`framework.signals`).
     """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: Any) -> None:
-        if consumer.stopping:
-            raise KeyboardInterrupt
-        log.warning("Received {}: stopping the streaming queries (send it again to force)",
-                    signal.Signals(signum).name)
-        consumer.stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return restore
+    return StopSignals(consumer.stop, f"consumer {consumer.name!r}").install()
 
 
 def _main(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,14 +50,20 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
               "(--list shows their topics and writers).", file=sys.stderr)
         return 2
     cls = CONSUMERS.get(args.name)  # RegistryError lists the available names
+    check_output_dirs(settings)
     consumer = cls(settings, max_offsets_per_trigger=args.max_offsets_per_trigger)
-    restore = install_signal_handlers(consumer)
+    signals = install_signal_handlers(consumer)
     try:
-        summary = consumer.run(mode="bounded" if args.bounded else "continuous", timeout=args.timeout)
+        with reported_failures(f"consumer {consumer.name!r}", settings.state_dir):
+            summary = consumer.run(mode="bounded" if args.bounded else "continuous", timeout=args.timeout)
         print(summary.text(), flush=True)
     finally:
-        restore()
+        signals.restore()
         consumer.close()
+    if signals.received:
+        print(f"stopped by {signals.received}: the last batch was completed or not committed; the next run "
+              "resumes from the last committed batch", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -84,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bounded", action="store_true",
                    help="process everything in Kafka now, then stop and print the counts (default: run until "
                         "Ctrl-C, a micro-batch every PIPELINE_TRIGGER_SECONDS)")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=None, metavar="N",
+    p.add_argument("--max-offsets-per-trigger", type=cli.bounded_int(0), default=None, metavar="N",
                    help="records per micro-batch at most; 0 = no limit (default: PIPELINE_MAX_OFFSETS_PER_TRIGGER)")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=cli.bounded_float(0, 10**9, low_inclusive=False), default=None,
+                   metavar="SECONDS",
                    help="stop after SECONDS (default: no timeout)")
     return cli.run(p, _main, argv)

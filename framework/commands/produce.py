@@ -30,7 +30,7 @@ from framework.producer.base import PRODUCERS, ProducerABC
 from framework.producer.simulation import SimulationProducerABC
 from framework.producer.summary import ProduceSummary
 from framework.registry import load_module
-from framework.settings import Settings
+from framework.settings import MAX_DELAY_SECONDS, Settings
 
 log = get_logger("produce")
 
@@ -54,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import this module to register its producers (repeatable)")
     p.add_argument("--follow", action="store_true",
                    help="at the end of a stream, keep asking for new records until stopped")
-    p.add_argument("--delay", type=float, default=None,
+    p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=None,
                    help="ask the API for this many seconds between records (default: the API's own); simulations: "
                         "seconds between timesteps")
-    p.add_argument("--runs", type=int, default=None, metavar="N",
+    p.add_argument("--runs", type=cli.bounded_int(1, 1_000_000), default=None, metavar="N",
                    help="simulation producers: simulate N runs instead of the model's own number")
     p.add_argument("--spark", action="store_true",
                    help="simulation producers: publish the runs from Spark tasks (PIPELINE_SPARK_MASTER), "

@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +18,7 @@ from framework import cli
 from framework.errors import FrameworkError
 from framework.log import get_logger
 from framework.settings import Settings
+from framework.signals import EXIT_INTERRUPTED, StopSignals
 
 log = get_logger("query")
 
@@ -83,12 +85,20 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
         if not args.sql:
             raise QueryError("Give a SQL statement, e.g. \"SELECT count(*) FROM metrics\"; tables: "
                              + ", ".join(tables) + ".")
-        try:
-            df = spark.sql(args.sql)
-            rows = [tuple(r) for r in df.limit(args.limit).collect()]
-        except Exception as exc:  # noqa: BLE001 - AnalysisException, ParseException: one sentence for the user
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise QueryError(f"The query failed: {first} (tables: {', '.join(tables)}).") from None
+        # Ctrl-C cancels the running Spark jobs from another thread (a Py4J call inside the signal
+        # handler would be reentrant, see framework.signals), then the command exits with 130
+        cancel = StopSignals(lambda: threading.Thread(target=spark.sparkContext.cancelAllJobs, daemon=True).start(),
+                             "the query", "now, cancelling its Spark jobs")
+        with cancel:
+            try:
+                df = spark.sql(args.sql)
+                rows = [tuple(r) for r in df.limit(args.limit).collect()]
+            except Exception as exc:  # noqa: BLE001 - AnalysisException, ParseException: one sentence for the user
+                if cancel.received:
+                    print(f"stopped by {cancel.received}: the query was cancelled", file=sys.stderr)
+                    return EXIT_INTERRUPTED
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise QueryError(f"The query failed: {first} (tables: {', '.join(tables)}).") from None
         columns = df.columns
         if args.format == "csv":
             writer = csv.writer(sys.stdout)
@@ -109,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("Run a Spark SQL statement over the Parquet tables (one view per table directory).")
     p.add_argument("sql", nargs="?", help='e.g. "SELECT id, avg(val) AS mean FROM metrics GROUP BY id"')
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--limit", type=int, default=1000, help="at most this many rows (default 1000)")
+    p.add_argument("--limit", type=cli.bounded_int(0), default=1000, help="at most this many rows (default 1000)")
     p.add_argument("--output-dir", default=None, help="tables directory (default PIPELINE_OUTPUT_DIR)")
     p.add_argument("--tables", action="store_true", help="list the tables and exit")
     return cli.run(p, _main, argv)

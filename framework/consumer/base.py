@@ -331,7 +331,8 @@ class ConsumerSparkABC:
     def _run_queries(self, mode: str, ledger: BatchLedger, tracker: ProgressTracker, timeout: float | None,
                      started: float) -> bool:
         """Start one query per topic, wait for them, stop them; True if stopped before done."""
-        group = QueryGroup(self.name, self._stop_event)
+        group = QueryGroup(self.name, self._stop_event, checkpoint=self.checkpoint_path,
+                           trace_dir=Path(self.settings.state_dir), settings=self.settings)
         listener = tracker.listener()
         self.spark.streams.addListener(listener)
         try:

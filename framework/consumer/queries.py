@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from framework.consumer.failures import explain, root_cause, write_trace
 from framework.errors import ConsumerError
 from framework.log import get_logger
 
@@ -49,8 +51,14 @@ class BatchInterrupted(RuntimeError):
 class QueryGroup:
     """Running queries by topic, sharing one stop flag (``threading.Event``)."""
 
-    def __init__(self, owner: str, stop_event: threading.Event, grace: float = STOP_GRACE_SECONDS) -> None:
+    def __init__(self, owner: str, stop_event: threading.Event, grace: float = STOP_GRACE_SECONDS, *,
+                 checkpoint: Callable[[str], Path] | None = None, trace_dir: Path | None = None,
+                 settings: Any = None) -> None:
+        """``checkpoint(topic)``, ``trace_dir`` and ``settings`` only serve the failure sentence (see :meth:`wait`)."""
         self.owner = owner
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.trace_dir = trace_dir
         self.stop_event = stop_event
         self.grace = grace
         self.queries: dict[str, "StreamingQuery"] = {}
@@ -93,8 +101,7 @@ class QueryGroup:
                     continue
                 failure = query.exception()
                 if failure is not None:
-                    raise ConsumerError(f"The query of consumer {self.owner!r} for topic {topic!r} failed: "
-                                        f"{first_line(failure)}")
+                    raise self._failure(topic, failure)
             if not active:
                 return False
             if self.stop_event.is_set():
@@ -105,6 +112,17 @@ class QueryGroup:
                 self.stop_event.set()
                 return True
             self._await_any(POLL_SECONDS)
+
+    def _failure(self, topic: str, failure: Any) -> ConsumerError:
+        """One sentence with the innermost cause; the full text to the DEBUG log and a trace file."""
+        cause = root_cause(failure)
+        log.debug("The query of consumer {} for topic {} failed; full trace:\n{}", self.owner, topic, cause.text)
+        trace = write_trace(cause.text, self.trace_dir, f"{self.owner}-{topic}")
+        checkpoint = self.checkpoint(topic) if self.checkpoint else None
+        sentence = explain(failure, consumer=self.owner, topic=topic, checkpoint=checkpoint, settings=self.settings)
+        if cause.kind == "other":
+            sentence = f"The query of consumer {self.owner!r} for topic {topic!r} failed: {sentence}"
+        return ConsumerError(sentence + (f" (full trace: {trace})" if trace else ""))
 
     def _await_any(self, seconds: float) -> None:
         """Sleep ``seconds`` at most: less when a query ends or the stop flag is set (checked every 0.1 s)."""

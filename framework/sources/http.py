@@ -68,7 +68,29 @@ RETRIABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chu
 
 
 class _Retriable(Exception):
-    """A failure worth reconnecting for."""
+    """A failure worth reconnecting for; ``answered`` when the server answered (with its reason in the message)."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+def server_reason(response: Any, limit: int = 300) -> str:
+    """What the server said in an error answer: the ``error`` member of a JSON body, else the text."""
+    text = ""
+    try:
+        text = str(getattr(response, "text", "") or "")
+    except Exception:  # noqa: BLE001 - a body that cannot be decoded says nothing
+        return ""
+    try:
+        import json
+
+        body = json.loads(text)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            text = body["error"]
+    except ValueError:
+        pass
+    return " ".join(text.split())[:limit]
 
 
 def line_position(line: bytes, previous: int) -> int:
@@ -129,10 +151,11 @@ class NdjsonStream:
                     return
                 failures += 1
                 if failures > self.retries:
+                    cause = (f"the API answered {exc}; fix what it reports" if exc.answered
+                             else f"last: {exc}; is the API running?")
                     raise StreamError(
-                        f"The stream at {self.url} failed {failures} times in a row (last: {exc}); is the API "
-                        f"running? Everything before position {self.next_position} was read; a restart resumes "
-                        "from there.") from None
+                        f"The stream at {self.url} failed {failures} times in a row ({cause}). Everything before "
+                        f"position {self.next_position} was read; a restart resumes from there.") from None
                 wait = self.backoff * 2 ** (failures - 1)
                 log.warning("Stream {} broke ({}); reconnecting from position {} in {:.1f}s (attempt {}/{})",
                             self.url, exc, self.next_position, wait, failures, self.retries)
@@ -197,10 +220,11 @@ class NdjsonStream:
         self._response = response
         status = response.status_code
         if status >= 500 or status == 429:
+            said = server_reason(response)
             response.close()
-            raise _Retriable(f"HTTP {status}")
+            raise _Retriable(f"HTTP {status}" + (f": {said}" if said else ""), answered=True)
         if status >= 400:
-            said = str(getattr(response, "text", "") or "").strip()[:300]
+            said = server_reason(response)
             response.close()
             raise StreamError(f"GET {self.url}?from={start} answered HTTP {status}"
                               f"{f' ({said})' if said else ''}; check the producer's endpoint and that the "

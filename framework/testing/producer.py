@@ -246,9 +246,10 @@ class FakeResponse:
     """A streamed requests response made of chunks; may raise mid-stream."""
 
     def __init__(self, chunks: Sequence[bytes], status_code: int = 200, error: BaseException | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, text: str = "") -> None:
         self.chunks = chunks
         self.status_code = status_code
+        self.text = text  # the body of an error answer
         self.error = error
         self.headers = dict(headers or {})
         self.closed = False

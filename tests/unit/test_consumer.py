@@ -413,7 +413,7 @@ def test_module_option_finds_user_consumers(monkeypatch, capsys):
 
 def test_signal_handler_stops_then_forces(unit_settings):
     consumer = declare()(unit_settings)
-    restore = consume_command.install_signal_handlers(consumer)
+    signals = consume_command.install_signal_handlers(consumer)
     try:
         handler = signal.getsignal(signal.SIGTERM)
         handler(signal.SIGTERM, None)
@@ -421,8 +421,9 @@ def test_signal_handler_stops_then_forces(unit_settings):
         with pytest.raises(KeyboardInterrupt):
             handler(signal.SIGINT, None)
     finally:
-        restore()
+        signals.restore()
     assert signal.getsignal(signal.SIGTERM) is not handler
+    assert signals.received == "SIGTERM"
 
 
 # ----------------------------------------------------------------------------- stopping
