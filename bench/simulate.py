@@ -113,7 +113,8 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
             report.figures.append(Figure(
                 "simulate", f"Spark, {k} executor{'s' if k > 1 else ''} ({client} client per task)", "records/s",
                 value, one if is_top else None, "1 executor" if is_top else "",
-                f">= {SCALE_TARGET} x ref" if is_top else "", ratio_at_least(two, one, SCALE_TARGET) if is_top else None,
+                f">= {SCALE_TARGET} x ref" if is_top else "",
+                ratio_at_least(two, one, SCALE_TARGET) if is_top else None,
                 f"{opts.runs} runs in {min(opts.runs, opts.partitions)} tasks on a standalone cluster of 2 one-core "
                 f"workers; machine: {os.cpu_count()} cores shared with the broker" if is_top or k == 1 else ""))
 
@@ -124,14 +125,15 @@ def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messa
 
     rates: dict[int, float] = {}
     workers = max(opts.executors)
-    with LocalSparkCluster(workers=workers, cores_per_worker=1, memory="1g", work_dir=env.path("sim-spark", "x").parent
-                           ) as cluster:
+    work_dir = env.path("sim-spark", "x").parent
+    with LocalSparkCluster(workers=workers, cores_per_worker=1, memory="1g", work_dir=work_dir) as cluster:
         for k in opts.executors:
             topic = env.new_topic("simspark", create=False)
             env_vars = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")
                         or key == "PIPELINE_CACHE_DIR"}
             env_vars.update(PYTHONPATH=str(ROOT), PIPELINE_SPARK_MASTER=cluster.master_url,
-                            PIPELINE_SPARK_DRIVER_HOST="127.0.0.1", PIPELINE_KAFKA_BOOTSTRAP_SERVERS=env.bootstrap_servers,
+                            PIPELINE_SPARK_DRIVER_HOST="127.0.0.1",
+                            PIPELINE_KAFKA_BOOTSTRAP_SERVERS=env.bootstrap_servers,
                             PIPELINE_PRODUCER_CLIENT=client, PIPELINE_SPARK_EXECUTOR_MEMORY="512m",
                             PIPELINE_SPARK_EXECUTOR_CORES="1", PIPELINE_LOG_LEVEL="WARNING")
             cmd = [sys.executable, "-m", "bench.simjob", "--topic", topic, "--runs", str(opts.runs), "--timesteps",

@@ -107,7 +107,7 @@ class SweepGrid:
     def points(self) -> list[SweepPoint]:
         """Every valid combination: brokers varying slowest, then replication factor, min ISR, partitions, ...,
         acks fastest."""
-        return [p for p in (SweepPoint(part, b, l, c, a, n, rf, isr) for n, rf, isr, part, b, l, c, a in
+        return [p for p in (SweepPoint(part, b, lg, c, a, n, rf, isr) for n, rf, isr, part, b, lg, c, a in
                             itertools.product(self.brokers, self.replication_factor, self.min_insync_replicas,
                                               self.partitions, self.batch_size, self.linger_ms, self.compression,
                                               self.acks)) if p.valid]
@@ -127,7 +127,8 @@ class SweepGrid:
             if n > 9:
                 raise BenchError(f"--brokers {n} is not valid; a local cluster has at most 9 brokers.")
         if not self.points():
-            raise BenchError(f"No sweep point is possible: every replication factor ({', '.join(map(str, self.replication_factor))}) "
+            factors = ", ".join(map(str, self.replication_factor))
+            raise BenchError(f"No sweep point is possible: every replication factor ({factors}) "
                              f"exceeds the broker counts ({', '.join(map(str, self.brokers))}) or every "
                              "min.insync.replicas exceeds the replication factors; lower them.")
         for p in self.partitions:
@@ -408,6 +409,6 @@ def sweep_table(results: Sequence[SweepResult], best: Recommendation | None, siz
                      f"min.insync.replicas >= 2): **{safe.result.point.label}** ({safe.reason}): "
                      f"{safe.result.records_per_s:,.0f} records/s, p99 {safe.result.p99_ms:,.0f} ms.")
     return Table("Producer configuration sweep",
-                 ["#", "brokers", "replication", "min.insync", "partitions", "batch.size", "linger.ms", "compression", "acks", "records/s", "MB/s",
-                  "avg ms", "p99 ms", "ref records/s", "ours/ref", "error"],
+                 ["#", "brokers", "replication", "min.insync", "partitions", "batch.size", "linger.ms", "compression",
+                  "acks", "records/s", "MB/s", "avg ms", "p99 ms", "ref records/s", "ours/ref", "error"],
                  rows, "rrrrrrrllrrrrrrl", notes)

@@ -133,12 +133,12 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
         from framework.producer.distributed import publish_on_spark
 
         failed = 0
-        for cls in classes:
-            result = publish_on_spark(cls, settings, runs=args.runs)
+        for sim in simulations:  # all of classes, in order (checked above)
+            result = publish_on_spark(sim, settings, runs=args.runs)
             print(result.line())
             failed += bool(result.errors)
             for error in result.errors:
-                print(f"error: {cls.name}: {error}", file=sys.stderr)
+                print(f"error: {sim.name}: {error}", file=sys.stderr)
         sys.stdout.flush()
         return 2 if failed else 0
     extra = {"runs": args.runs} if args.runs is not None else {}

@@ -40,10 +40,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from framework.log import get_logger
 from framework.producer.simulation import SimulationProducerABC, partition_of_run
+from framework.producer.summary import ProduceSummary
 from framework.settings import Settings
 
 log = get_logger("produce-spark")
@@ -120,7 +121,7 @@ class DistributedResult:
                 f"{self.messages_per_second:.0f} messages/s" + (f"; {len(self.errors)} task(s) failed"
                                                                if self.errors else ""))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "topic": self.topic, "master": self.master, "runs": self.runs,
                 "partitions": self.partitions, "job_seconds": self.job_seconds, "sent": self.sent,
                 "publish_seconds": self.publish_seconds, "messages_per_second": self.messages_per_second,
@@ -167,7 +168,7 @@ def publish_on_spark(cls: type[SimulationProducerABC], settings: Settings, *, ru
     return result
 
 
-def _publish_task(spec: dict, groups: Iterator[int]) -> Iterator[dict]:
+def _publish_task(spec: dict[str, Any], groups: Iterator[int]) -> Iterator[dict[str, Any]]:
     """Runs on an executor: publish the runs of each partition in ``groups`` with its own producer."""
     import socket
 
@@ -187,6 +188,7 @@ def _publish_task(spec: dict, groups: Iterator[int]) -> Iterator[dict]:
                        groups=[group], progress_interval=3600.0)
         runs = [r for r in range(1, spec["runs"] + 1) if partition_of_run(r, spec["partitions"]) == group]
         ready, error = time.time(), ""
+        summary: ProduceSummary | None
         try:
             summary = producer.run()
         except Exception as exc:  # noqa: BLE001 - reported to the driver; a retry would fail the same way
@@ -201,4 +203,4 @@ def _load_class(module: str, qualname: str) -> type[SimulationProducerABC]:
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return obj
+    return cast("type[SimulationProducerABC]", obj)  # the driver sent the qualname of such a class

@@ -109,7 +109,7 @@ class SimulationProducerABC(ProducerABC):
             if not _NAME.match(topic):
                 raise DeclarationError(f"Topic {topic!r} is not a valid Kafka topic name (letters, digits, '.', "
                                        "'_', '-').")
-            self.topic = topic
+            self.topic = topic  # type: ignore[misc]  # this instance's topic shadows the declared class one
         self.groups = None if groups is None else sorted(set(groups))
 
     # ------------------------------------------------------------- topics and state

@@ -61,7 +61,7 @@ from __future__ import annotations
 import inspect
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, NoReturn, Sequence
 
 import orjson
 
@@ -186,8 +186,9 @@ class SimulationModel:
     abstract: ClassVar[bool] = True
     initial_state: ClassVar[Mapping[str, Any]]
     partial_state_update_blocks: ClassVar[Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]]
-    timesteps: ClassVar[int]
-    runs: ClassVar[int] = 1
+    # timesteps and runs are declared on the class and may be overridden per instance (``__init__``)
+    timesteps: int
+    runs: int = 1
     params: ClassVar[Mapping[str, Any]] = {}
     seed: ClassVar[int | str] = 0
     policy_ops: ClassVar[Sequence[Callable[[Any, Any], Any]]] = (lambda a, b: a + b,)
@@ -279,7 +280,8 @@ class _Engine:
 
         cls = type(model)
         try:  # cadCAD's own checks of N, T and M
-            config_sim({"N": model.runs, "T": range(model.timesteps), **({"M": dict(cls.params)} if cls.params else {})})
+            m = {"M": dict(cls.params)} if cls.params else {}
+            config_sim({"N": model.runs, "T": range(model.timesteps), **m})
         except (KeyError, ValueError, Exception) as exc:  # noqa: BLE001 - cadCAD raises bare Exception
             raise DeclarationError(f"{cls.__name__}: cadCAD refused the simulation configuration: {exc}.") from None
         self.model = model
@@ -298,13 +300,13 @@ class _Engine:
         self.signals.append(policy_input)
         return policy_input
 
-    def timesteps(self, run: int, params: dict, timesteps: int, should_stop: Callable[[], bool] | None
+    def timesteps(self, run: int, params: dict[str, Any], timesteps: int, should_stop: Callable[[], bool] | None
                   ) -> Iterator[tuple[int, list[Transition]]]:
         from copy import deepcopy
 
         genesis = dict(deepcopy(dict(type(self.model).initial_state)))
         genesis.update(simulation=0, subset=0, run=run, substep=0, timestep=0)
-        history: list[list[dict]] = [[genesis]]
+        history: list[list[dict[str, Any]]] = [[genesis]]
         previous = genesis
         for timestep in range(1, timesteps + 1):
             if should_stop is not None and should_stop():
@@ -319,7 +321,7 @@ class _Engine:
                 raise SimulationError(f"{type(self.model).__name__}: {exc} at run {run}, timestep {timestep}; "
                                       "every state-update function returns (variable, value).") from None
             substeps = states[1:]
-            transitions = []
+            transitions: list[Transition] = []
             for i, state in enumerate(substeps):
                 signals = {k: v for k, v in self.signals[i].items() if k != "identity"} if i < len(self.signals) else {}
                 transitions.append(Transition(run=run, timestep=timestep, substep=i + 1, block=self.labels[i],
@@ -340,8 +342,8 @@ def _failure(model: str, exc: _ModelFunctionFailed, run: int, timestep: int) -> 
                            "last message Kafka acknowledged).")
 
 
-def _wrap_policy(f: Callable, name: str, block: str, substep: int) -> Callable:
-    def policy(params, substep_, state_history, previous_state):
+def _wrap_policy(f: Callable[..., Any], name: str, block: str, substep: int) -> Callable[..., Mapping[str, Any]]:
+    def policy(params: Any, substep_: Any, state_history: Any, previous_state: Any) -> Mapping[str, Any]:
         try:
             out = f(params, substep_, state_history, previous_state)
         except Exception as exc:
@@ -354,10 +356,11 @@ def _wrap_policy(f: Callable, name: str, block: str, substep: int) -> Callable:
     return policy
 
 
-def _wrap_update(f: Callable, variable: str, block: str, substep: int) -> Callable:
+def _wrap_update(f: Callable[..., Any], variable: str, block: str, substep: int) -> Callable[..., tuple[str, Any]]:
     name = getattr(f, "__name__", variable)
 
-    def update(params, substep_, state_history, previous_state, policy_input):
+    def update(params: Any, substep_: Any, state_history: Any, previous_state: Any,
+               policy_input: Any) -> tuple[str, Any]:
         try:
             out = f(params, substep_, state_history, previous_state, policy_input)
         except Exception as exc:
@@ -371,22 +374,23 @@ def _wrap_update(f: Callable, variable: str, block: str, substep: int) -> Callab
 
 
 # ---------------------------------------------------------------------- declaration checks
-def _blocks(cls: type) -> list[tuple[str, Mapping[str, Any]]]:
+def _blocks(cls: type[SimulationModel]) -> list[tuple[str, Mapping[str, Any]]]:
     """``(label, block)`` pairs with cadCAD's legacy key names mapped to the current ones."""
     raw = cls.partial_state_update_blocks
-    pairs = list(raw.items()) if isinstance(raw, Mapping) else [(None, b) for b in raw]
-    out = []
+    pairs: list[tuple[str | None, Mapping[str, Any]]] = (
+        list(raw.items()) if isinstance(raw, Mapping) else [(None, b) for b in raw])
+    out: list[tuple[str, Mapping[str, Any]]] = []
     for i, (label, block) in enumerate(pairs, start=1):
         block = {LEGACY_KEYS.get(k, k): v for k, v in block.items()}
         out.append((str(block.get("label") or label or f"block {i}"), block))
     return out
 
 
-def check_model(cls: type) -> None:
+def check_model(cls: type[SimulationModel]) -> None:
     """Check a model's declaration; :class:`DeclarationError` names the class, the attribute and the remedy."""
     where = cls.__name__
 
-    def fail(attr: str, problem: str, example: str) -> None:
+    def fail(attr: str, problem: str, example: str) -> NoReturn:
         raise DeclarationError(f"{where}.{attr} {problem}; declare it like `{attr} = {example}`.")
 
     state = getattr(cls, "initial_state", None)

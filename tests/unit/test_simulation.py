@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from apps.simulations import ChatModel, ChatSimProducer
-from framework.errors import DeclarationError, SimulationError
+from framework.errors import DeclarationError, ProducerError, SimulationError
 from framework.producer.base import PRODUCERS
 from framework.producer.simulation import SimulationProducerABC, partition_of_run
 from framework.settings import Settings
@@ -175,8 +175,8 @@ def test_encode_message_accepts_bytes_str_dict_and_keys_and_refuses_the_rest():
     assert encode_message({"room": "r1", "n": 1}, key_field="room") == (b"r1", b'{"room":"r1","n":1}')
     assert encode_message(Message({"n": 1}, key=7)) == (b"7", b'{"n":1}')
     for bad, reason in ((3.5, "a float, not bytes, str or dict"), (("k", "v"), "Message(value, key=...)"),
-                        ({"room": "r", "n": object()}, "cannot be written as JSON"), (Message("v", key=1.5), "key is a float"),
-                        ({"n": 1}, "no 'room' field")):
+                        ({"room": "r", "n": object()}, "cannot be written as JSON"),
+                        (Message("v", key=1.5), "key is a float"), ({"n": 1}, "no 'room' field")):
         with pytest.raises(BadMessage, match=reason.replace("(", r"\(").replace(")", r"\)")):
             encode_message(bad, key_field="room")
 
@@ -217,9 +217,10 @@ def test_producer_resumes_after_a_failure_mid_run_without_loss_or_duplicate(sett
         calls["n"] += 1
         return RuntimeError("broker gone") if calls["n"] == 40 else None
 
-    first = CounterSim(settings.replace(producer_retries=1, producer_retry_backoff=0.01), producer=kafka.producer(fail=fail_once), admin=kafka.clients()["admin"],
+    first = CounterSim(settings.replace(producer_retries=1, producer_retry_backoff=0.01),
+                       producer=kafka.producer(fail=fail_once), admin=kafka.clients()["admin"],
                        consumer_factory=kafka.clients()["consumer_factory"])
-    with pytest.raises(Exception):
+    with pytest.raises(ProducerError, match="broker gone"):
         first.run()
     stored = len(kafka.messages("counter"))
     assert 0 < stored < 108
