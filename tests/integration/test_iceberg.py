@@ -30,6 +30,16 @@ def declared():
         CONSUMERS.unregister(name)
 
 
+@pytest.fixture
+def catalog_spark(spark, iceberg_settings):
+    """The session's Spark with the test catalog registered (a consumer run does the same)."""
+    from framework.sinks.iceberg_catalog import spark_catalog_conf
+
+    for key, value in spark_catalog_conf(iceberg_settings).items():
+        spark.conf.set(key, value)
+    return spark
+
+
 def checksum(rows) -> str:
     """Order-independent digest of (partition, offset, id, val) tuples."""
     lines = sorted(f"{p}|{o}|{i}|{v!r}" for p, o, i, v in rows)
@@ -138,3 +148,71 @@ def test_schema_evolution_adds_widens_and_refuses(spark, iceberg_settings, decla
         with pytest.raises(SchemaEvolutionError, match=r"column 'id' \(bigint NOT NULL\) is required"):
             consumer.run(mode="bounded")
     assert spark.table(name).count() == 100
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is_exact(
+        catalog_spark, iceberg_settings, tmp_path):
+    """Runs 1-3 die right after Iceberg committed batch k (before Spark's commit log); runs 4-6 die inside a
+    batch that was never committed (before Iceberg's commit); run 7 finishes. Every record is in the table exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    settings, spark = iceberg_settings, catalog_spark
+    metrics, _ = new_topics(settings, "kill")
+    sent = produce(settings, metrics, _, 240)[metrics]
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_") or k == "PIPELINE_CACHE_DIR"}
+    env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers, PIPELINE_OUTPUT_DIR=str(tmp_path / "out"),
+               PIPELINE_CHECKPOINT_DIR=str(tmp_path / "cp"), PIPELINE_SPARK_MASTER="local[2]",
+               PIPELINE_POSTGRES_URL=settings.postgres_url, PIPELINE_ICEBERG_WAREHOUSE=settings.iceberg_warehouse,
+               PIPELINE_ICEBERG_NAMESPACE=settings.iceberg_namespace, PIPELINE_MAX_OFFSETS_PER_TRIGGER="24",
+               PIPELINE_LOG_LEVEL="INFO", ICEBERG_FIXTURE_TOPIC=metrics)
+    log = tmp_path / "consume.log"
+    name = f"iceberg.{settings.iceberg_namespace}.{metrics.replace('-', '_')}"
+    commits = tmp_path / "cp" / "fixture-iceberg" / metrics / "commits"
+
+    def start(extra: dict) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen([sys.executable, "cmd/consume_cmd.py", "fixture-iceberg", "--bounded", "--module",
+                                     "tests.integration.iceberg_fixtures"], cwd=root, env=dict(env, **extra),
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def reap(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the JVM of a killed driver
+        except ProcessLookupError:
+            pass
+
+    def committed() -> int | None:
+        return last_committed_batch(spark, name, "fixture-iceberg", metrics)
+
+    for k in range(3):  # killed right after Iceberg's commit of batch k
+        proc = start({"FRAMEWORK_TEST_KILL_AFTER_ICEBERG_COMMIT": str(k)})
+        code = proc.wait(timeout=400)
+        reap(proc)
+        assert code == -signal.SIGKILL, log.read_text()[-3000:]
+        assert committed() == k and not (commits / str(k)).exists()  # the window: Iceberg yes, Spark no
+    pause_dir = tmp_path / "pause"
+    for trial in range(3):  # killed inside a batch, before Iceberg's commit
+        pause_dir.mkdir(exist_ok=True)
+        before = committed()
+        proc = start({"ICEBERG_FIXTURE_PAUSE_DIR": str(pause_dir), "ICEBERG_FIXTURE_PAUSE_FROM": str(before + 1)})
+        deadline = time.monotonic() + 400
+        while not list(pause_dir.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        marks = sorted(pause_dir.iterdir())
+        assert committed() == before and len(marks) == 1
+        for mark in marks:
+            mark.unlink()
+    proc = start({})
+    assert proc.wait(timeout=400) == 0, log.read_text()[-3000:]
+    rows = spark.table(name).select("kafka_partition", "kafka_offset").collect()
+    assert len(rows) == len(sent) and {tuple(r) for r in rows} == sent
