@@ -1,6 +1,7 @@
 """The game's consumer: the ``events`` topic routed by ``event_type`` into one Parquet table per kind of event.
 
     python cmd/consume_cmd.py events --module apps.game_consumers --bounded
+    python cmd/consume_cmd.py events-iceberg --bounded      # the same tables as Iceberg tables
 
 writes, under ``PIPELINE_OUTPUT_DIR``:
 
@@ -24,6 +25,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType, T
 
 from framework.consumer.base import ConsumerSparkABC
 from framework.sinks import ParquetWriter
+from framework.sinks.iceberg import IcebergWriter
 
 #: the fields every game event carries (see apps.game_api)
 COMMON_FIELDS = [
@@ -65,3 +67,15 @@ class GameEventsConsumer(ConsumerSparkABC):
     schema = {"purchases": PURCHASE_SCHEMA, "joins": JOIN_SCHEMA, "declarations": DECLARATION_SCHEMA,
               "visits": VISIT_SCHEMA}
     writer = ParquetWriter()
+
+
+class GameEventsIcebergConsumer(GameEventsConsumer):
+    """The same routing into Iceberg tables ``iceberg.<namespace>.purchases``, ``joins``, ``declarations``,
+    ``visits`` (and ``events_quarantine``): one commit per batch and table, exactly once, any warehouse URL.
+
+        python cmd/consume_cmd.py events-iceberg --bounded
+        python cmd/query_cmd.py "select avg(cast(strength as integer)) from purchases"
+    """
+
+    name = "events-iceberg"
+    writer = IcebergWriter()

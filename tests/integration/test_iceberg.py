@@ -151,10 +151,12 @@ def test_schema_evolution_adds_widens_and_refuses(spark, iceberg_settings, decla
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is_exact(
         catalog_spark, iceberg_settings, tmp_path):
     """Runs 1-3 die right after Iceberg committed batch k (before Spark's commit log); runs 4-6 die inside a
-    batch that was never committed (before Iceberg's commit); run 7 finishes. Every record is in the table exactly once."""
+    batch that was never committed (before Iceberg's commit); run 7 finishes. Every record is in the table exactly once.
+    ``ICEBERG_KILL_TRIALS`` (default 3) sets the trials of each kind."""
     import os
     import signal
     import subprocess
@@ -191,14 +193,15 @@ def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is
     def committed() -> int | None:
         return last_committed_batch(spark, name, "fixture-iceberg", metrics)
 
-    for k in range(3):  # killed right after Iceberg's commit of batch k
+    trials = int(os.environ.get("ICEBERG_KILL_TRIALS", "3"))
+    for k in range(trials):  # killed right after Iceberg's commit of batch k
         proc = start({"FRAMEWORK_TEST_KILL_AFTER_ICEBERG_COMMIT": str(k)})
         code = proc.wait(timeout=400)
         reap(proc)
         assert code == -signal.SIGKILL, log.read_text()[-3000:]
         assert committed() == k and not (commits / str(k)).exists()  # the window: Iceberg yes, Spark no
     pause_dir = tmp_path / "pause"
-    for trial in range(3):  # killed inside a batch, before Iceberg's commit
+    for trial in range(trials):  # killed inside a batch, before Iceberg's commit
         pause_dir.mkdir(exist_ok=True)
         before = committed()
         proc = start({"ICEBERG_FIXTURE_PAUSE_DIR": str(pause_dir), "ICEBERG_FIXTURE_PAUSE_FROM": str(before + 1)})
@@ -216,3 +219,35 @@ def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is
     assert proc.wait(timeout=400) == 0, log.read_text()[-3000:]
     rows = spark.table(name).select("kafka_partition", "kafka_offset").collect()
     assert len(rows) == len(sent) and {tuple(r) for r in rows} == sent
+
+
+def test_compaction_keeps_the_row_set_and_duckdb_answers_over_the_catalog(catalog_spark, iceberg_settings, declared):
+    from framework.query.duck import DuckEngine, QueryError
+    from framework.sinks.iceberg import compact
+
+    settings, spark = iceberg_settings, catalog_spark
+    metrics, workorder = new_topics(settings, "compact")
+    produce(settings, metrics, workorder, 200)
+    consumer_cls = declared("it-compact", (metrics,), schema={metrics: METRICS_SCHEMA},
+                            writer=IcebergWriter(compact_every=0))
+    with consumer_cls(settings, spark=spark, max_offsets_per_trigger=40) as consumer:
+        name = consumer.bound_writer.qualified_name(metrics)
+        consumer.run(mode="bounded")
+
+    def rows():
+        return checksum(tuple(r) for r in spark.table(name).select("kafka_partition", "kafka_offset", "id", "val")
+                        .collect())
+    before, files = rows(), spark.sql(f"SELECT count(*) FROM {name}.files").collect()[0][0]
+    assert files >= 5
+    result = compact(spark, name)
+    assert result["rewritten"] == files and result["added"] < files
+    assert spark.sql(f"SELECT count(*) FROM {name}.files").collect()[0][0] == result["added"]
+    assert rows() == before
+
+    engine = DuckEngine(settings)
+    table = metrics.replace("-", "_")
+    assert table in engine.tables()
+    _, [(count, total)] = engine.execute(f"SELECT count(*), sum(id) FROM {table}")
+    assert (count, total) == (200, sum(range(200)))
+    with pytest.raises(QueryError, match=f"tables: .*{table}"):
+        engine.execute("SELECT * FROM no_such_table")
