@@ -24,8 +24,14 @@ setup(
         "matplotlib>=3.8",
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
         "psycopg[binary]>=3.2",  # PNG charts of the production report
+        # Iceberg tables without a JVM (query engine, tables command): pyiceberg's SQL catalog reads the same
+        # JDBC catalog tables in PostgreSQL as Spark; DuckDB answers SQL over them in-process.
+        "pyiceberg[sql-postgres]>=0.10,<0.13",
+        "duckdb>=1.1",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
+    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",
+                             # a local S3-compatible server for the s3a:// warehouse test
+                             "moto[server]>=5"]},
     entry_points={
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.

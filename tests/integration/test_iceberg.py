@@ -151,7 +151,7 @@ def test_schema_evolution_adds_widens_and_refuses(spark, iceberg_settings, decla
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(3600)
 def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is_exact(
         catalog_spark, iceberg_settings, tmp_path):
     """Runs 1-3 die right after Iceberg committed batch k (before Spark's commit log); runs 4-6 die inside a
@@ -196,7 +196,7 @@ def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is
     trials = int(os.environ.get("ICEBERG_KILL_TRIALS", "3"))
     for k in range(trials):  # killed right after Iceberg's commit of batch k
         proc = start({"FRAMEWORK_TEST_KILL_AFTER_ICEBERG_COMMIT": str(k)})
-        code = proc.wait(timeout=400)
+        code = proc.wait(timeout=1200)
         reap(proc)
         assert code == -signal.SIGKILL, log.read_text()[-3000:]
         assert committed() == k and not (commits / str(k)).exists()  # the window: Iceberg yes, Spark no
@@ -205,7 +205,7 @@ def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is
         pause_dir.mkdir(exist_ok=True)
         before = committed()
         proc = start({"ICEBERG_FIXTURE_PAUSE_DIR": str(pause_dir), "ICEBERG_FIXTURE_PAUSE_FROM": str(before + 1)})
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 1200
         while not list(pause_dir.iterdir()):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
@@ -216,7 +216,7 @@ def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is
         for mark in marks:
             mark.unlink()
     proc = start({})
-    assert proc.wait(timeout=400) == 0, log.read_text()[-3000:]
+    assert proc.wait(timeout=1200) == 0, log.read_text()[-3000:]
     rows = spark.table(name).select("kafka_partition", "kafka_offset").collect()
     assert len(rows) == len(sent) and {tuple(r) for r in rows} == sent
 
@@ -251,3 +251,55 @@ def test_compaction_keeps_the_row_set_and_duckdb_answers_over_the_catalog(catalo
     assert (count, total) == (200, sum(range(200)))
     with pytest.raises(QueryError, match=f"tables: .*{table}"):
         engine.execute("SELECT * FROM no_such_table")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_s3a_warehouse_on_a_local_s3_server_holds_exact_rows(iceberg_settings, tmp_path, monkeypatch):
+    """A bounded run into s3a://bucket/warehouse on moto's S3 server (127.0.0.1), read back with pyiceberg."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from framework.local.kafka_broker import free_port
+
+    settings = iceberg_settings
+    metrics, _ = new_topics(settings, "s3a")
+    sent = produce(settings, metrics, _, 120)[metrics]
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake")
+        s3 = settings.replace(iceberg_warehouse="s3a://lake/warehouse", iceberg_s3_endpoint=endpoint,
+                              iceberg_namespace=settings.iceberg_namespace + "_s3")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_") or k == "PIPELINE_CACHE_DIR"}
+        env.update(PIPELINE_KAFKA_BOOTSTRAP_SERVERS=s3.bootstrap_servers, PIPELINE_OUTPUT_DIR=str(tmp_path / "out"),
+                   PIPELINE_CHECKPOINT_DIR=str(tmp_path / "cp"), PIPELINE_SPARK_MASTER="local[2]",
+                   PIPELINE_POSTGRES_URL=s3.postgres_url, PIPELINE_ICEBERG_WAREHOUSE=s3.iceberg_warehouse,
+                   PIPELINE_ICEBERG_S3_ENDPOINT=endpoint, PIPELINE_ICEBERG_NAMESPACE=s3.iceberg_namespace,
+                   PIPELINE_MAX_OFFSETS_PER_TRIGGER="50", ICEBERG_FIXTURE_TOPIC=metrics)
+        log = tmp_path / "consume.log"
+        with open(log, "wb") as out:
+            code = subprocess.run([sys.executable, "cmd/consume_cmd.py", "fixture-iceberg", "--bounded", "--module",
+                                   "tests.integration.iceberg_fixtures"], cwd=Path(__file__).resolve().parents[2],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, timeout=2000).returncode
+        assert code == 0, log.read_text()[-3000:]
+        table = load_catalog(s3).load_table(f"{s3.iceberg_namespace}.{metrics.replace('-', '_')}")
+        assert table.metadata.location.startswith("s3a://lake/warehouse/")
+        arrow = table.scan(selected_fields=("kafka_partition", "kafka_offset")).to_arrow()
+        rows = list(zip(arrow.column("kafka_partition").to_pylist(), arrow.column("kafka_offset").to_pylist()))
+        assert len(rows) == len(sent) and set(rows) == sent
+        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+                .list_objects_v2(Bucket="lake")["Contents"]]
+        assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".metadata.json") for k in keys)
+    finally:
+        server.stop()
