@@ -32,11 +32,17 @@ setup(
         # Simulation sources (framework/sources/simulation.py): cadCAD's configuration and engine; 0.5.3 is the
         # newest release and works on Python 3.11 with pandas 3.
         "cadCAD==0.5.3",
+        # Iceberg tables without a JVM (query engine, tables command): pyiceberg's SQL catalog reads the same
+        # JDBC catalog tables in PostgreSQL as Spark; DuckDB answers SQL over them in-process.
+        "pyiceberg[sql-postgres]>=0.10,<0.13",
+        "duckdb>=1.1",
     ],
     package_data={"framework": ["py.typed"]},  # PEP 561: the framework's type hints are part of its API
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",
                              # `make lint` (pyproject.toml holds their configuration)
-                             "ruff>=0.6", "mypy>=1.11"]},
+                             "ruff>=0.6", "mypy>=1.11",
+                             # a local S3-compatible server for the s3a:// warehouse test
+                             "moto[server]>=5"]},
     entry_points={
         # One command with subcommands (framework/commands/__init__.py: SUBCOMMANDS).
         "console_scripts": ["pipeline = framework.commands.pipeline:main"],

@@ -2,6 +2,7 @@
 
     python cmd/consume_cmd.py events --module apps.game_consumers --bounded
     python cmd/consume_cmd.py game --bounded      # the same consumer, by its entry-point name (setup.py)
+    python cmd/consume_cmd.py events-iceberg --bounded      # the same tables as Iceberg tables
 
 writes, under ``PIPELINE_OUTPUT_DIR``:
 
@@ -25,6 +26,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType, T
 
 from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.sinks import ParquetWriter
+from framework.sinks.iceberg import IcebergWriter
 
 #: the fields every game event carries (see apps.game_api)
 COMMON_FIELDS = [
@@ -71,3 +73,15 @@ class GameEventsConsumer(ConsumerSparkABC):
 
 #: the name the package's entry point (setup.py, ``pipeline.consumers``) gives this module
 CONSUMERS.alias("game", GameEventsConsumer.name)
+
+
+class GameEventsIcebergConsumer(GameEventsConsumer):
+    """The same routing into Iceberg tables ``iceberg.<namespace>.purchases``, ``joins``, ``declarations``,
+    ``visits`` (and ``events_quarantine``): one commit per batch and table, exactly once, any warehouse URL.
+
+        python cmd/consume_cmd.py events-iceberg --bounded
+        python cmd/query_cmd.py "select avg(cast(strength as integer)) from purchases"
+    """
+
+    name = "events-iceberg"
+    writer = IcebergWriter()

@@ -98,6 +98,25 @@ def _postgres_url(value: Any) -> str | None:
     return "empty (start the local PostgreSQL) or a URL like postgresql://user:password@host:5432/database"
 
 
+#: warehouse URL schemes of Hadoop filesystems the Iceberg catalog writes to (see docs/iceberg.md)
+WAREHOUSE_SCHEMES = ("file", "hdfs", "viewfs", "s3a", "abfs", "abfss", "gs", "ofs", "o3fs")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _warehouse(value: Any) -> str | None:
+    if value == "" or value.startswith("/"):
+        return None
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", value)
+    if match and match.group(1).lower() in WAREHOUSE_SCHEMES:
+        return None
+    return ("empty (OUTPUT_DIR/warehouse), an absolute path or a URL of a Hadoop filesystem with one of the "
+            "schemes " + ", ".join(f"{s}://" for s in WAREHOUSE_SCHEMES) + " (S3 is s3a://)")
+
+
+def _identifier(value: Any) -> str | None:
+    return None if _IDENTIFIER.match(value) else "a SQL identifier (letters, digits, _; not starting with a digit)"
+
+
 def _bootstrap(value: Any) -> str | None:
     if value == "" or all(_HOSTPORT.match(part.strip()) for part in value.split(",")):
         return None
@@ -152,6 +171,21 @@ class Settings:
         _postgres_url)
     postgres_port: int = _setting(5433, "port of the local PostgreSQL server (127.0.0.1)", _port)
     postgres_start_timeout: float = _setting(60.0, "seconds to wait for the local PostgreSQL to answer", _positive)
+
+    # Iceberg tables (IcebergWriter, query, tables)
+    iceberg_warehouse: str = _setting(
+        "", "where Iceberg tables keep their files: empty means OUTPUT_DIR/warehouse, or an absolute path, "
+        "hdfs://..., s3a://bucket/path", _warehouse)
+    iceberg_namespace: str = _setting("pipeline", "Iceberg namespace (database) of the consumers' tables",
+                                      _identifier)
+    iceberg_catalog: str = _setting("iceberg", "name of the Iceberg JDBC catalog (in Spark, Trino and pyiceberg)",
+                                    _identifier)
+    iceberg_s3_endpoint: str = _setting(
+        "", "S3 endpoint for an s3a:// warehouse (e.g. http://127.0.0.1:9000 for MinIO); empty means AWS; "
+        "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    iceberg_compact_every: int = _setting(
+        0, "IcebergWriter rewrites small data files every N batches of a table; 0 = never (use `tables compact`)",
+        _non_negative)
 
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
@@ -237,6 +271,15 @@ class Settings:
     def uses_local_postgres(self) -> bool:
         """True when no external PostgreSQL server is configured."""
         return self.postgres_url == ""
+
+    @property
+    def warehouse_url(self) -> str:
+        """The Iceberg warehouse as a URL (``file:///abs/output/warehouse`` by default)."""
+        value = self.iceberg_warehouse
+        if value == "" or value.startswith("/"):
+            path = Path(value) if value else Path(self.output_dir) / "warehouse"
+            return path.expanduser().resolve().as_uri()
+        return value.rstrip("/")
 
     @property
     def api_url(self) -> str:

@@ -42,6 +42,13 @@ log = get_logger("spark")
 
 SCALA_BINARY = "2.13"
 MASTER_PROBE_SECONDS = 5.0
+#: Apache Iceberg's Spark runtime (IcebergWriter, `tables`); 1.10.x is the line built for Spark 4.0
+ICEBERG_RUNTIME = f"org.apache.iceberg:iceberg-spark-runtime-4.0_{SCALA_BINARY}:1.10.0"
+#: PostgreSQL's JDBC driver (the Iceberg JDBC catalog lives in PostgreSQL)
+POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
+#: S3A filesystem for an s3a:// warehouse: hadoop-aws at the Hadoop version pyspark 4.0.0 ships (3.4.1)
+HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.1"
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
 def kafka_connector_package() -> str:
@@ -70,12 +77,27 @@ def kafka_connector_jars(cache_dir: Path) -> list[Path]:
     return [j for j in jars if _artifact(j.name) not in bundled]
 
 
+def iceberg_jars(settings: Settings) -> list[Path]:
+    """Iceberg's Spark runtime and PostgreSQL's JDBC driver, plus hadoop-aws for an s3a:// warehouse.
+
+    Resolved from Maven Central on first use (may block), then read from the cache.
+    """
+    cache = Path(settings.cache_dir).expanduser().resolve()
+    jars = resolve("iceberg-spark-1.10.0", [ICEBERG_RUNTIME], cache)
+    jars += resolve("postgresql-jdbc-42.7.8", [POSTGRES_JDBC], cache)
+    if settings.warehouse_url.startswith("s3a://"):
+        bundled = {_artifact(name) for name in os.listdir(Path(str(__import__("pyspark").__file__)).parent / "jars")}
+        jars += [j for j in resolve("hadoop-aws-3.4.1", [HADOOP_AWS], cache) if _artifact(j.name) not in bundled]
+    return jars
+
+
 def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
                kafka_connector: bool = True) -> dict[str, str]:
     """Every Spark configuration value the builder sets (useful to inspect or test).
 
-    May block on first use while the Kafka connector is resolved; ``kafka_connector=False``
-    leaves it out (a session for static frames only: no Maven download, no network).
+    May block on first use while the Kafka connector and Iceberg's runtime are resolved;
+    ``kafka_connector=False`` leaves every downloaded jar out (a session for static frames
+    only: no Maven download, no network).
     """
     cache = Path(settings.cache_dir).expanduser().resolve()
     log4j = _log4j_file(cache)
@@ -93,7 +115,9 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
     }
     if kafka_connector:
-        conf["spark.jars"] = ",".join(str(j) for j in kafka_connector_jars(cache))
+        jars = kafka_connector_jars(cache) + iceberg_jars(settings)
+        conf["spark.jars"] = ",".join(str(j) for j in jars)
+        conf["spark.sql.extensions"] = ICEBERG_EXTENSIONS
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"

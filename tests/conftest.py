@@ -48,3 +48,18 @@ def spark(kafka_broker, tmp_path_factory: pytest.TempPathFactory):
     session = build_spark_session(settings, app_name="tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def iceberg_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Iceberg warehouse directory for the session (a Spark session keeps its catalog once loaded)."""
+    return tmp_path_factory.mktemp("iceberg-warehouse")
+
+
+@pytest.fixture
+def iceberg_settings(settings, local_postgres, iceberg_warehouse):
+    """``settings`` with the Iceberg catalog in the session's PostgreSQL and a namespace of this test's own."""
+    import uuid
+
+    return settings.replace(postgres_url=local_postgres.url, iceberg_warehouse=str(iceberg_warehouse),
+                            iceberg_namespace=f"t_{uuid.uuid4().hex[:10]}")

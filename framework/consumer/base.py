@@ -34,8 +34,9 @@ from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, o
 from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary,
                                          checkpoint_is_fresh, committed_offsets, lag, planned_records)
 from framework.consumer.queries import QueryGroup, first_line
+from framework.consumer.parsing import required_kept
 from framework.registry import Registry
-from framework.consumer.routing import Routing, parse_routed, route_tables, write_routed
+from framework.consumer.routing import Routing, parse_routed, route_tables, split_routed, write_routed
 from framework.settings import Settings
 from framework.sinks import ForeachBatchWriter, planning
 
@@ -387,6 +388,8 @@ class ConsumerSparkABC:
         else:
             self.bound_writer.prepare_routes(topic, routing.tables, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         parsed = self._parse(self._reader(topic), topic)
+        schemas, quarantines = self._output_schemas(parsed, topic, routing)
+        self.bound_writer.prepare_tables(self.spark, schemas, quarantines, checkpoint_is_fresh(checkpoint))
         stream = parsed.writeStream.queryName(f"{self.name}:{topic}")
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(function)
         if mode == "bounded":
@@ -398,6 +401,17 @@ class ConsumerSparkABC:
         except Exception as exc:
             raise ConsumerError(f"Could not start the query of consumer {self.name!r} for topic {topic!r} "
                                 f"(checkpoint {checkpoint}): {first_line(exc)}") from exc
+
+    def _output_schemas(self, parsed: "DataFrame", topic: str,
+                        routing: Routing | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """({write_batch topic argument: schema of its rows}, {write_quarantine topic argument: schema})."""
+        if routing is None:
+            valid, bad = split_parsed(parsed)
+            return {topic: required_kept(self.transform(valid, topic).schema, self._schema_for(topic))}, \
+                {topic: bad.schema}
+        tables, bad = split_routed(parsed, routing)
+        return ({table: required_kept(self.transform(rows, table).schema, routing.schemas[table])
+                 for table, rows in tables.items()}, {topic: bad.schema})
 
     def _batch_body(self, topic: str, ledger: BatchLedger) -> Callable[["DataFrame", int], None]:
         checkpoint = self.checkpoint_path(topic)

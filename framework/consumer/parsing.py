@@ -189,6 +189,20 @@ def valid_rows(parsed: "DataFrame") -> "DataFrame":
     return parsed.where(F.col(_REASON).isNull()).select(f"{_RECORD}.*", *meta)
 
 
+def required_kept(output: "StructType", declared: "StructType") -> "StructType":
+    """``output`` with the NOT NULL of ``declared`` restored on the columns it passes through unchanged.
+
+    Parsing guarantees a required field is present and not null in every valid
+    row, but ``from_json`` reports every field as nullable; a writer that creates
+    tables uses this schema to keep NOT NULL.
+    """
+    from pyspark.sql.types import StructField, StructType
+
+    required = {f.name: f.dataType for f in declared.fields if not f.nullable}
+    return StructType([StructField(f.name, f.dataType, False, f.metadata)
+                       if f.nullable and required.get(f.name) == f.dataType else f for f in output.fields])
+
+
 def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
     """The rows of a parse result that have a reason, with the quarantine columns (shared with routing)."""
     from pyspark.sql import functions as F

@@ -27,7 +27,8 @@ from framework.errors import ConsumerError
 from framework.sinks.publish import BatchPublisher, prepare_directory
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from framework.settings import Settings
 
@@ -144,6 +145,17 @@ class ForeachBatchWriter(abc.ABC):
         prepare the topic's quarantine only.
         """
         self._prepare_quarantine(topic, fresh_checkpoint)
+
+    def prepare_tables(self, spark: "SparkSession", schemas: Mapping[str, "StructType"],  # noqa: B027
+                       quarantines: Mapping[str, "StructType"], fresh_checkpoint: bool) -> None:
+        """After :meth:`prepare`, before the query starts: the schema of the rows each call will receive.
+
+        ``schemas`` maps each ``topic`` argument of :meth:`write_batch` (the topic,
+        or the route tables) to the schema of its rows (after ``transform``);
+        ``quarantines`` maps each ``topic`` argument of :meth:`write_quarantine`
+        to the quarantine's schema. A writer creates or evolves its tables here, or
+        raises to refuse a schema change before anything is written. Default: nothing.
+        """
 
     @abc.abstractmethod
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:

@@ -7,7 +7,11 @@ Parquet reader (pyarrow, pandas, DuckDB, Spark). A batch of a routing topic
 publishes one file per table that has rows, all named after the batch id.
 
 The guarantee is :class:`~framework.sinks.publish.BatchPublisher`'s: the
-output directory must be a local (or mounted, shared POSIX) filesystem path.
+output directory must be a local (or mounted, shared POSIX) filesystem path;
+for HDFS or S3 use :class:`~framework.sinks.iceberg.IcebergWriter`. The schema
+is checked on start like an Iceberg table's (added and widened columns
+allowed, any other change refused, see :mod:`framework.sinks.evolution`), and
+recorded in the table's ``_pipeline_table.json``.
 """
 from __future__ import annotations
 
@@ -15,10 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from framework.sinks.base import ForeachBatchWriter, planned_rows
-from framework.sinks.publish import BatchPublisher, prepare_directory
+from framework.log import get_logger
+from framework.sinks.publish import BatchPublisher, check_table_schema, prepare_directory
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = get_logger("parquet")
 
 __all__ = ["BatchPublisher", "ParquetWriter"]
 
@@ -72,6 +80,13 @@ class ParquetWriter(ForeachBatchWriter):
         for table in tables:
             prepare_directory(self.output_path(table), self.consumer_name, topic, fresh_checkpoint)
         super().prepare_routes(topic, tables, fresh_checkpoint)
+
+    def prepare_tables(self, spark: "SparkSession", schemas: Mapping[str, "StructType"],
+                       quarantines: Mapping[str, "StructType"], fresh_checkpoint: bool) -> None:
+        """Refuse a schema change the table's files cannot follow (see :func:`check_table_schema`)."""
+        for topic, schema in schemas.items():
+            for change in check_table_schema(self.output_path(topic), schema):
+                log.info("Table {}: {}", self.output_path(topic), change)
 
     def write_batch(self, df: "DataFrame", batch_id: int, topic: str) -> None:
         self.publisher(self.output_path(topic)).publish(df, batch_id, planned_rows())

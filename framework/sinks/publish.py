@@ -25,12 +25,13 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from framework.errors import ConsumerError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
 STAGING = "_staging"
 MARKER = "_pipeline_table.json"
@@ -107,11 +108,13 @@ def prepare_directory(path: Path, consumer: str, topic: str, fresh_checkpoint: b
     """Create ``path``, clean its staging, claim it for ``consumer``, refuse a silent restart at batch 0."""
     path.mkdir(parents=True, exist_ok=True)
     marker = path / MARKER
+    facts: dict[str, Any] = {}
     if marker.is_file():
         try:
-            owner = json.loads(marker.read_text()).get("consumer")
+            facts = json.loads(marker.read_text())
         except (OSError, ValueError):
-            owner = None
+            facts = {}
+        owner = facts.get("consumer")
         if owner and owner != consumer:
             raise ConsumerError(
                 f"Table {path} is written by consumer {owner!r}, not {consumer!r}; give this consumer's "
@@ -124,7 +127,31 @@ def prepare_directory(path: Path, consumer: str, topic: str, fresh_checkpoint: b
             f"Table {path} already holds {len(batches)} published batch(es) but the checkpoint of consumer "
             f"{consumer!r} for topic {topic!r} is new, so batch numbers would restart at 0 and mix old and new "
             f"rows; delete {path} to rebuild it from Kafka, or restore the checkpoint.")
-    marker.write_text(json.dumps({"consumer": consumer, "topic": topic}) + "\n")
+    marker.write_text(json.dumps({**facts, "consumer": consumer, "topic": topic}) + "\n")
+
+
+def check_table_schema(path: Path, schema: "StructType") -> list[str]:
+    """Compare ``schema`` with the one recorded in the table's marker, then record it; the changes applied.
+
+    Same rules as the Iceberg tables (:func:`framework.sinks.evolution.plan_evolution`):
+    an added column is fine (readers merge the files' columns: DuckDB
+    ``union_by_name``, Spark ``mergeSchema``), a widened type is fine, any other
+    change raises :class:`~framework.sinks.evolution.SchemaEvolutionError` before
+    anything is written. A table without a recorded schema records this one.
+    """
+    from pyspark.sql.types import StructType
+
+    from framework.sinks.evolution import plan_evolution
+
+    marker = path / MARKER
+    facts = json.loads(marker.read_text()) if marker.is_file() else {}
+    changes = []
+    if facts.get("schema"):
+        old = StructType.fromJson(facts["schema"])
+        changes = [c.describe() for c in plan_evolution(str(path), old, schema)]
+    facts["schema"] = json.loads(schema.json())
+    marker.write_text(json.dumps(facts) + "\n")
+    return changes
 
 
 def _codec(compression: str) -> str:
