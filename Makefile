@@ -8,11 +8,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install java postgres clean-state help
+.PHONY: run test test-unit lint install java postgres clean-state help
 
 help:
 	@echo "make run   - run the main job (starts and stops what it needs)"
 	@echo "make test  - run all tests (unit + integration)"
+	@echo "make test-unit - the unit tests only: no network, no broker, no Maven download"
 	@echo "make lint  - ruff and mypy (configured in pyproject.toml)"
 
 install: $(STAMP)
@@ -47,6 +48,14 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The hermetic unit tier (tests/unit, nothing marked integration): an empty jar cache and proxies that
+# lead nowhere, so a unit test that downloads or connects fails (tests/unit/conftest.py also refuses it).
+test-unit: install
+	@cache=$$(mktemp -d); \
+	PIPELINE_CACHE_DIR=$$cache http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 \
+	HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 no_proxy=127.0.0.1,localhost \
+	$(PY) -m pytest tests/unit -m "not integration"; status=$$?; rm -rf "$$cache"; exit $$status
 
 # Lint and type check (seconds): CI runs it before the tests.
 lint: install

@@ -123,10 +123,19 @@ def test_single_broker_keeps_its_own_quorum_and_takes_extra_properties(tmp_path)
 def test_driver_host_setting_applies_to_cluster_masters_only():
     base = Settings.from_env({})
     remote = base.replace(spark_master="spark://spark-master:7077", spark_driver_host="consumer")
-    assert spark_conf(remote)["spark.driver.host"] == "consumer"
-    assert "spark.driver.host" not in spark_conf(base.replace(spark_master="spark://spark-master:7077"))
-    local = spark_conf(base.replace(spark_driver_host="consumer"))
+    assert spark_conf(remote, kafka_connector=False)["spark.driver.host"] == "consumer"
+    assert "spark.driver.host" not in spark_conf(base.replace(spark_master="spark://spark-master:7077"),
+                                                 kafka_connector=False)
+    local = spark_conf(base.replace(spark_driver_host="consumer"), kafka_connector=False)
     assert local["spark.driver.host"] == local["spark.driver.bindAddress"] == "127.0.0.1"
+
+
+def test_the_connector_jars_go_to_spark_only_when_asked(monkeypatch, tmp_path):
+    jars = [tmp_path / "spark-sql-kafka.jar", tmp_path / "kafka-clients.jar"]
+    monkeypatch.setattr("framework.spark.kafka_connector_jars", lambda cache: jars)
+    base = Settings.from_env({})
+    assert spark_conf(base)["spark.jars"] == f"{jars[0]},{jars[1]}"
+    assert "spark.jars" not in spark_conf(base, kafka_connector=False)
 
 
 def test_spark_cluster_is_lazy_and_checks_its_shape():
