@@ -68,3 +68,7 @@ class EventLogError(FrameworkError):
 
 class PostgresError(FrameworkError):
     """The PostgreSQL server (local or configured) could not be started, reached or used."""
+
+
+class SinkSchemaError(FrameworkError, ValueError):
+    """A batch does not fit its database table, or a sink's table, key or aggregation is declared wrongly."""

@@ -5,7 +5,8 @@ The session reads Kafka through Spark's own connector,
 pyspark. It is resolved with its dependencies from Maven Central on first use,
 by the same cached resolver as the Kafka broker (:mod:`framework.local.jars`, Ivy),
 and handed to Spark as ``spark.jars``, leaving out the jars pyspark already
-ships. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
+ships. PostgreSQL's JDBC driver (for the JDBC sink) is added the same way,
+next to the connector. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
 quick (no resolution on every start) and works offline after the first run.
 
 Minimal use::
@@ -66,6 +67,17 @@ def kafka_connector_jars(cache_dir: Path) -> list[Path]:
     return [j for j in jars if _artifact(j.name) not in bundled]
 
 
+#: PostgreSQL's JDBC driver, for the JDBC sink (framework.sinks.jdbc); a plain jar with no runtime dependencies
+POSTGRES_JDBC_DRIVER = "org.postgresql:postgresql:42.7.4"
+
+
+def jdbc_driver_jars(cache_dir: Path) -> list[Path]:
+    """The PostgreSQL JDBC driver jar(s), resolved from Maven Central on first use like the Kafka connector."""
+    version = POSTGRES_JDBC_DRIVER.rsplit(":", 1)[1]
+    jars = resolve(f"postgresql-jdbc-{version}", [POSTGRES_JDBC_DRIVER], Path(cache_dir))
+    return [j for j in jars if "postgresql" in j.name]  # the driver needs nothing else at run time
+
+
 def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every Spark configuration value the builder sets (useful to inspect or test).
 
@@ -75,7 +87,7 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> di
     log4j = _log4j_file(cache)
     conf = {
         "spark.master": settings.spark_master,
-        "spark.jars": ",".join(str(j) for j in kafka_connector_jars(cache)),
+        "spark.jars": ",".join(str(j) for j in [*kafka_connector_jars(cache), *jdbc_driver_jars(cache)]),
         "spark.executor.memory": settings.spark_executor_memory,
         "spark.executor.cores": str(settings.spark_executor_cores),
         "spark.driver.memory": settings.spark_driver_memory,

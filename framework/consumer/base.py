@@ -377,9 +377,11 @@ class ConsumerSparkABC:
         routing = self.routing()  # a bad DDL string fails here, before anything starts
         checkpoint = self.checkpoint_path(topic)
         if routing is None:
-            self.schema_for(topic)
+            self.bound_writer.declare_schema(topic, self.schema_for(topic))
             self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         else:
+            for table, table_schema in routing.schemas.items():
+                self.bound_writer.declare_schema(table, table_schema)
             self.bound_writer.prepare_routes(topic, routing.tables, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         parsed = self.parse(self._reader(topic), topic)
         stream = parsed.writeStream.queryName(f"{self.name}:{topic}")
