@@ -21,11 +21,15 @@ setup(
         "pyarrow>=15",
         "loguru>=0.7",
         "orjson>=3.10",
-        "matplotlib>=3.8",
+        "matplotlib>=3.8",  # PNG charts of the production report
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
-        "psycopg[binary]>=3.2",  # PNG charts of the production report
+        "psycopg[binary]>=3.2",
+        # the dashboard's charts: plotly.js as shipped inside the plotly wheel (no npm step, no CDN)
+        "plotly>=6",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
+    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",
+                             # drives Debian's /usr/bin/chromium in the dashboard test (never its own browser download)
+                             "playwright>=1.45"]},
     entry_points={
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.
