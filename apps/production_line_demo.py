@@ -138,8 +138,9 @@ class ProductionLineDemo:
         self._active = [producer, consumer]
         threads = [threading.Thread(target=work, args=(producer,), name="producer", daemon=True),
                    threading.Thread(target=work, args=(consumer, "continuous"), name="consumer", daemon=True)]
-        for t in threads:
-            t.start()
+        threads[0].start()
+        self._wait_for_topic(settings, threads[0])  # the consumer subscribes to a topic the producer created
+        threads[1].start()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
             while not self._stop.wait(1.0):
@@ -153,11 +154,20 @@ class ProductionLineDemo:
             producer.stop()
             consumer.stop()
             for t in threads:
-                t.join(120)
+                if t.ident is not None:
+                    t.join(120)
             self._active = []
             consumer.close()
         if errors:
             raise errors[0]
+
+    def _wait_for_topic(self, settings: Settings, producer: threading.Thread) -> None:
+        from apps.production_line import TOPIC
+        from framework.admin import KafkaAdmin
+
+        with KafkaAdmin(settings) as admin:
+            while producer.is_alive() and not self._stop.is_set() and TOPIC not in admin.list_topics():
+                time.sleep(0.2)
 
     def _caught_up(self, settings: Settings) -> bool:
         """True when the consumer applied (rows + quarantined) every record in the topic."""

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from framework import cli
 from bench.consume import ConsumeOptions
+from bench.jdbc import JdbcOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
 from bench.profile import ProfileOptions
@@ -33,6 +34,7 @@ DEFAULTS = {
     "sweep_records": (30_000, 100_000),
     "profile_records": (30_000, 200_000),
     "processes": ("1,2", "1,2,3"),
+    "jdbc_records": (100_000, 500_000),
 }
 
 
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="p99 a recommended configuration must keep (default 250)")
     g.add_argument("--no-sweep-reference", action="store_true",
                    help="do not run kafka-producer-perf-test at each sweep point")
+    g = p.add_argument_group("jdbc")
+    g.add_argument("--jdbc-records", type=int, default=None,
+                   help="rows per JDBC write, sink and plain df.write.jdbc (quick 100000, full 500000)")
     g = p.add_argument_group("profile")
     g.add_argument("--profile-records", type=int, default=None,
                    help="records per profile run (quick 30000, full 200000)")
@@ -92,7 +97,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         value = getattr(args, name, None)
         return DEFAULTS[name][mode] if value is None else value
 
-    for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records"):
+    for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
+                 "jdbc_records"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -117,6 +123,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
                                warmup=args.warmup_seconds, partitions=settings.topic_partitions),
         sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
+        jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("repeat")),
         profile=ProfileOptions(records=pick("profile_records"),
                                processes=parse_values(pick("processes"), "--processes")))
 

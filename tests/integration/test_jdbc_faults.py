@@ -66,11 +66,11 @@ def test_sigkill_before_and_after_the_commit_leaves_every_record_applied_once(tr
                         tmp_path / "consumer.log")
             procs.append(proc)
             marker = tmp_path / "markers" / point.replace(":", "-")
-            wait_until(marker.exists, 240, f"the consumer to reach {point}", [proc])
+            wait_until(marker.exists, 600, f"the consumer to reach {point}", [proc])
             assert proc.kill() == -signal.SIGKILL
         final = Proc("consumer-final", "consume_cmd.py", args, env, tmp_path / "consumer.log")
         procs.append(final)
-        assert final.wait(300) == 0, final.describe()
+        assert final.wait(900) == 0, final.describe()
     finally:
         for proc in procs:
             proc.cleanup()
