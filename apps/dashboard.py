@@ -138,6 +138,7 @@ def create_dashboard(target: PostgresTarget, settings: Settings | None = None) -
     app.add_url_rule("/", "page", lambda: Response(PAGE, mimetype="text/html"))
     app.add_url_rule("/api/metrics", "metrics", _metrics)
     app.add_url_rule("/static/plotly.min.js", "plotly", _plotly)
+    app.add_url_rule("/favicon.ico", "favicon", lambda: Response(status=204))
     return app
 
 
@@ -213,7 +214,8 @@ async function refresh() {
         : 100 * z.first_pass_yield), '#3bb07d');
     Plotly.react('chart-days', [{type: 'scatter', mode: 'lines+markers', x: b.days.map(d => d.day),
         y: b.days.map(d => d.units), name: 'units'}, {type: 'bar', x: b.days.map(d => d.day),
-        y: b.days.map(d => d.defects), name: 'defects'}], layout('Units per day'), {displayModeBar: false});
+        y: b.days.map(d => d.defects), name: 'defects'}], {...layout('Units and defects per day'),
+        xaxis: {type: 'category'}}, {displayModeBar: false});
     const body = document.querySelector('#health tbody');
     body.innerHTML = m.health.map(h => `<tr data-topic="${h.topic}"><td>${h.consumer}</td><td>${h.topic}</td>
       <td class="lag">${fmt(h.lag)}</td><td>${h.rows_per_second}</td><td class="rows">${fmt(h.rows)}</td>

@@ -115,6 +115,7 @@ class ProductionLineDemo:
             try:
                 self._stream(settings, ProductionLineProducer(settings), ProductionLineConsumer(settings), summary)
                 self._count(settings, target, summary)
+                summary.elapsed = time.monotonic() - started
                 print("\n".join(summary.lines()), flush=True)
                 if self.serve and not self._stop.is_set():
                     print(f"serving the dashboard at {summary.dashboard_url} until Ctrl-C", flush=True)

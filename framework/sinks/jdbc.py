@@ -41,6 +41,7 @@ import hashlib
 import json
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
@@ -85,6 +86,31 @@ def check_declaration(owner: str, table: str | None, insert_mode: str, pk_fields
     if dup:
         raise SinkSchemaError(f"{owner}: table {sorted(dup)[0]!r} is declared twice (raw table or aggregations); "
                               "give each its own name.")
+
+
+def collect_partials(partials: Sequence[tuple[Aggregation, "DataFrame"]]) -> list[tuple[Aggregation, list[tuple]]]:
+    """Every aggregation's partial rows, computed by ONE Spark job (a union of the partials as JSON).
+
+    Values come back as JSON scalars (timestamps as ISO text with microseconds,
+    decimals and doubles as exact decimal text) and PostgreSQL casts them to the
+    column types when they are merged.
+    """
+    if not partials:
+        return []
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    options = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+               "ignoreNullFields": "false"}
+    frames = [p.select(F.lit(i).alias("a"), F.to_json(F.struct(*[F.col(c) for c in p.columns]), options).alias("r"))
+              for i, (_, p) in enumerate(partials)]
+    rows: list[list[tuple]] = [[] for _ in partials]
+    for row in reduce(lambda x, y: x.unionByName(y), frames).collect():
+        agg = partials[row["a"]][0]
+        values = json.loads(row["r"], parse_float=Decimal)
+        rows[row["a"]].append(tuple(values.get(c) for c in agg.columns()))
+    return [(agg, rows[i]) for i, (agg, _) in enumerate(partials)]
 
 
 def staging_name(table: str, topic: str) -> str:
@@ -284,8 +310,7 @@ class JdbcWriter(ForeachBatchWriter):
                 conn.execute(f"TRUNCATE {q.ident(staging)}")
                 conn.commit()
                 self._stage(df, staging)
-            merged = [(agg, [tuple(r.values()) for r in partial.toArrow().to_pylist()])
-                      for agg, partial in partials]
+            merged = collect_partials(partials)
             end = batch_end_offsets(Path(self.settings.checkpoint_root) / self.consumer_name / topic, batch_id)
             with conn.transaction():
                 if conn.execute(q.ledger_claim(), (self.consumer_name, ledger_target, batch_id, rows)).fetchone() is None:

@@ -24,7 +24,7 @@ from framework.local.postgres import PostgresTarget
 from framework.sources.production_line import ProductionLine
 from tests.integration.pipeline_procs import Proc, pipeline_env, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 EVENTS, SEED, RATE = 1600, 11, 40
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)

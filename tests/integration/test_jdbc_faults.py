@@ -1,9 +1,11 @@
 """SIGKILL of a JDBC consumer inside a batch, before and after the PostgreSQL commit: every record applied once.
 
-Each trial kills the consumer twice (batch staged but not committed; batch
-committed but not in Spark's checkpoint), then lets a third run finish; the
-table must then hold each Kafka record exactly once (recounted from Kafka) and
-the upserted aggregates must equal a GROUP BY over the table.
+Three trials on one topic, each killing the consumer twice: with batch ``2t+1``
+staged but not committed, then with batch ``2t+2`` committed in PostgreSQL but
+not in Spark's checkpoint (each restart replays the batch it was killed in).
+A last run finishes; the table must then hold each Kafka record exactly once
+(recounted from Kafka) and the upserted aggregates must equal a GROUP BY over
+the table.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from framework.admin import KafkaAdmin
 from tests.integration.pipeline_procs import Proc, pipeline_env, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
-N = 240
-PER_TRIGGER = 60  # 4 batches of valid rows
+N = 480
+PER_TRIGGER = 60  # 8 batches of valid rows (+ the malformed record)
+TRIALS = 3
 
 
 def _recount(bootstrap: str, topic: str) -> dict[tuple[int, int], bytes]:
@@ -38,9 +41,8 @@ def _recount(bootstrap: str, topic: str) -> dict[tuple[int, int], bytes]:
     return got
 
 
-@pytest.mark.parametrize("trial", [0, 1, 2])
-def test_sigkill_before_and_after_the_commit_leaves_every_record_applied_once(trial, kafka_broker, local_postgres,
-                                                                              tmp_path):
+def test_sigkill_before_and_after_the_commit_three_trials_leave_every_record_applied_once(kafka_broker, local_postgres,
+                                                                                        tmp_path):
     suffix = uuid.uuid4().hex[:6]
     topic, table = f"jdbc-kill-{suffix}", f"kill_{suffix}"
     with KafkaAdmin(bootstrap_servers=kafka_broker.bootstrap_servers) as admin:
@@ -58,10 +60,10 @@ def test_sigkill_before_and_after_the_commit_leaves_every_record_applied_once(tr
                        state_dir=tmp_path / "state", max_offsets_per_trigger=PER_TRIGGER)
     env.update(JDBC_FIXTURE_TOPIC=topic, JDBC_FIXTURE_TABLE=table, JDBC_FIXTURE_MARKERS=str(tmp_path / "markers"))
     args = ["jdbc-fixture", "--module", "tests.integration.jdbc_fixtures", "--bounded"]
-    staged, applied = 1 + trial % 2, 2 + trial % 2  # different batches in different trials
+    points = [p for t in range(TRIALS) for p in (f"staged:{2 * t + 1}", f"applied:{2 * t + 2}")]
     procs: list[Proc] = []
     try:
-        for n, point in enumerate([f"staged:{staged}", f"applied:{applied}"]):
+        for n, point in enumerate(points):
             proc = Proc(f"consumer-{n}", "consume_cmd.py", args, {**env, "JDBC_FIXTURE_PAUSE_AT": point},
                         tmp_path / "consumer.log")
             procs.append(proc)
@@ -90,3 +92,6 @@ def test_sigkill_before_and_after_the_commit_leaves_every_record_applied_once(tr
         assert day == conn.execute(f"SELECT (time AT TIME ZONE 'UTC')::date, count(*) FROM {table} GROUP BY 1 "
                                    "ORDER BY 1").fetchall()
         assert sum(n for _, n in day) == N
+        ledger = conn.execute("SELECT batch_id FROM pipeline_jdbc_ledger WHERE consumer = 'jdbc-fixture' AND "
+                              "target = %s ORDER BY 1", (f"{topic}/{table}",)).fetchall()
+        assert [b for (b,) in ledger] == list(range(len(ledger))) and len(ledger) >= N // PER_TRIGGER
