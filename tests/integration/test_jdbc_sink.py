@@ -16,7 +16,7 @@ from framework.local.kafka_broker import free_port
 from framework.sinks.aggregates import Aggregation, count, max_, min_, sum_
 from framework.sinks.jdbc import PostgresWriter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 SCHEMA = "id BIGINT NOT NULL, zone STRING, qty DECIMAL(10,2), time TIMESTAMP"
 MALFORMED = [b"not json", b'{"zone": "A"}', b'{"id": "x"}']

@@ -151,3 +151,14 @@ def test_tables_per_topic_and_describe(tmp_path):
     assert bound.table_name("a") == "table_a" and bound.table_name("b") == "b"
     assert "secret" not in bound.describe() and "postgresql://u@db:5432/prod" in bound.describe()
     assert bound.quarantine_path("a") is None
+
+
+def test_a_framework_error_inside_foreach_batch_is_reported_by_its_own_sentence():
+    from framework.consumer.queries import first_line
+
+    text = ("[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function.\n"
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
+            "framework.errors.SinkSchemaError: Column 'id' of table 't' is text but the batch has bigint; change it.\n"
+            "\tat org.apache.spark.Something")
+    assert first_line(RuntimeError(text)) == "Column 'id' of table 't' is text but the batch has bigint; change it."
+    assert first_line(RuntimeError("plain failure\nmore")) == "plain failure"
