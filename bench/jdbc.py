@@ -61,9 +61,11 @@ def run_jdbc(env: Any, options: JdbcOptions, report: BenchReport) -> None:
 
     settings = env.settings
     if settings.uses_local_postgres:
-        env.path("pg").chmod(0o711)
-        env.workdir.chmod(0o711)
-        pg = LocalPostgres(state_dir=env.path("pg") / "postgres", port=free_port())
+        pg_dir = env.path("pg")
+        pg_dir.mkdir(exist_ok=True)
+        for directory in (env.workdir, pg_dir):  # the server runs as the postgres user when we are root
+            directory.chmod(0o711)
+        pg = LocalPostgres(state_dir=pg_dir / "postgres", port=free_port())
         pg.start()
         env.track("local PostgreSQL", pg.stop)
         target = pg.target
