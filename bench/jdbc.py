@@ -133,8 +133,8 @@ def _page_load(target: Any, settings: Any) -> Figure:
                 context = browser.new_context()  # a cold cache each time
                 page = context.new_page()
                 t0 = time.perf_counter()
-                page.goto(server.url + "/", wait_until="load")
-                page.wait_for_selector("body[data-refreshed]", timeout=30_000)
+                page.goto(server.url + "/", wait_until="load", timeout=120_000)
+                page.wait_for_selector("body[data-refreshed]", timeout=120_000)
                 times.append(time.perf_counter() - t0)
                 context.close()
             browser.close()

@@ -9,10 +9,10 @@ For each micro-batch of a topic, on the driver:
 2. ``TRUNCATE`` the table's unlogged staging table (``_stg_<table>_<topic>``), then Spark's
    JDBC writer (PostgreSQL driver ``org.postgresql:postgresql``) appends the batch to it
    in parallel;
-3. one transaction: insert the ledger row (``ON CONFLICT DO NOTHING``; no row
-   inserted means another attempt got there first, so roll back), apply the staging
-   table to the target (``INSERT ... SELECT``, or ``INSERT ... ON CONFLICT (key) DO
-   UPDATE`` for ``insert_mode="upsert"``), merge each declared aggregation's partial
+3. one transaction: apply the staging table to the target (``INSERT ... SELECT``, or
+   ``INSERT ... ON CONFLICT (key) DO UPDATE`` for ``insert_mode="upsert"``), insert the
+   ledger row (``ON CONFLICT DO NOTHING``; no row inserted means another attempt got
+   there first, so everything rolls back), merge each declared aggregation's partial
    aggregate by key (:mod:`framework.sinks.aggregates`), count the batch in
    ``pipeline_jdbc_health``; commit.
 
@@ -304,7 +304,7 @@ class JdbcWriter(ForeachBatchWriter):
                 log.info("{} batch {} -> {}: applied before (ledger), skipped", topic, batch_id, ledger_target)
                 return
             partials = self._prepare_tables(conn, df, topic, table, aggregations, quarantine)
-            rows = df.count()
+            rows = df.count() if table is None else 0  # else counted in the staging table (no Spark pass)
             if table is not None:
                 staging = staging_name(table, topic)
                 conn.execute(f"TRUNCATE {q.ident(staging)}")
@@ -313,11 +313,12 @@ class JdbcWriter(ForeachBatchWriter):
             merged = collect_partials(partials)
             end = batch_end_offsets(Path(self.settings.checkpoint_root) / self.consumer_name / topic, batch_id)
             with conn.transaction():
+                if table is not None:
+                    rows = conn.execute(f"SELECT count(*) FROM {q.ident(staging)}").fetchone()[0]
+                    conn.execute(self._apply_sql(table, staging, df.columns))
                 if conn.execute(q.ledger_claim(), (self.consumer_name, ledger_target, batch_id, rows)).fetchone() is None:
                     raise ConsumerError(f"Batch {batch_id} of {ledger_target} was applied by another writer while "
                                         "this one staged it; run one instance of a consumer at a time.")
-                if table is not None:
-                    conn.execute(self._apply_sql(table, staging, df.columns))
                 for agg, values in merged:
                     if values:
                         with conn.cursor() as cur:
