@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint install java postgres clean-state help
+.PHONY: run test test-unit lint install java postgres chromium clean-state help
 
 help:
 	@echo "make run   - run the main job (starts and stops what it needs)"
@@ -43,10 +43,18 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "PostgreSQL's server is not installed and cannot be installed here (not root or no apt-get); the Postgres sink and tests need it: apt-get install postgresql, or set PIPELINE_POSTGRES_URL"; fi
 
+# The dashboard's browser test drives Debian's headless chromium (never a browser downloaded by playwright).
+chromium:
+	@if [ -x /usr/bin/chromium ] || [ -x /usr/lib/chromium/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium (headless browser test of the dashboard)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium is not installed and cannot be installed here (not root or no apt-get); the dashboard browser test is skipped: apt-get install chromium"; fi
+
 run: install
 	$(PY) cmd/run_cmd.py
 
-test: install
+test: install chromium
 	$(PY) -m pytest
 
 # The hermetic unit tier (tests/unit, nothing marked integration): an empty jar cache and proxies that

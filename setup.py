@@ -29,6 +29,8 @@ setup(
         "matplotlib>=3.8",  # PNG charts of the production report
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
         "psycopg[binary]>=3.2",
+        # the dashboard's charts: plotly.js as shipped inside the plotly wheel (no npm step, no CDN)
+        "plotly>=6",
         # Simulation sources (framework/sources/simulation.py): cadCAD's configuration and engine; 0.5.3 is the
         # newest release and works on Python 3.11 with pandas 3.
         "cadCAD==0.5.3",
@@ -42,7 +44,9 @@ setup(
                              # `make lint` (pyproject.toml holds their configuration)
                              "ruff>=0.6", "mypy>=1.11",
                              # a local S3-compatible server for the s3a:// warehouse test
-                             "moto[server]>=5"]},
+                             "moto[server]>=5",
+                             # drives Debian's /usr/bin/chromium in the dashboard test (never its own browser download)
+                             "playwright>=1.45"]},
     entry_points={
         # One command with subcommands (framework/commands/__init__.py: SUBCOMMANDS).
         "console_scripts": ["pipeline = framework.commands.pipeline:main"],

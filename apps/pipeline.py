@@ -196,6 +196,16 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--demo" in argv:  # `run_cmd.py --demo production-line [options]`: the PostgreSQL + dashboard demo
+        i = argv.index("--demo")
+        demo = argv[i + 1] if i + 1 < len(argv) else ""
+        if demo != "production-line":
+            print(f"error: unknown demo {demo!r}; available: production-line", file=sys.stderr)
+            return 2
+        from apps.production_line_demo import main as demo_main
+
+        return demo_main(argv[:i] + argv[i + 2:])
     p = cli.parser("Run the whole pipeline on this machine: broker, API, producers, Parquet consumer, report.")
     p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=0.0,
                    help="seconds between records the API waits (default 0: as fast as possible)")

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from framework import cli
 from bench.consume import ConsumeOptions
+from bench.jdbc import JdbcOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
 from bench.profile import ProfileOptions
@@ -36,6 +37,7 @@ DEFAULTS = {
     "processes": ("1,2", "1,2,3"),
     "sim_runs": (2, 4),
     "sim_timesteps": (600, 2000),
+    "jdbc_records": (100_000, 500_000),
 }
 
 
@@ -87,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="p99 a recommended configuration must keep (default 250)")
     g.add_argument("--no-sweep-reference", action="store_true",
                    help="do not run kafka-producer-perf-test at each sweep point")
+    g = p.add_argument_group("jdbc")
+    g.add_argument("--jdbc-records", type=int, default=None,
+                   help="rows per JDBC write, sink and plain df.write.jdbc (quick 100000, full 500000)")
     g = p.add_argument_group("profile")
     g.add_argument("--profile-records", type=int, default=None,
                    help="records per profile run (quick 30000, full 200000)")
@@ -105,7 +110,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         return DEFAULTS[name][mode] if value is None else value
 
     for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
-                 "sim_runs", "sim_timesteps"):
+                 "sim_runs", "sim_timesteps", "jdbc_records"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -136,6 +141,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
         simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
+        jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("repeat")),
         profile=ProfileOptions(records=pick("profile_records"),
                                processes=parse_values(pick("processes"), "--processes")))
 

@@ -1,7 +1,8 @@
 """Run the selected benchmark sections in one environment and collect one :class:`BenchReport`.
 
 Sections, in the order they run: ``produce``, ``api`` (both share one
-interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``. A section
+interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink
+and the dashboard). A section
 that fails is recorded in the report (``errors``) and the others still run.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from bench.consume import ConsumeOptions, run_consume
 from bench.environment import BenchEnvironment
 from bench.errors import BenchError
+from bench.jdbc import JdbcOptions, run_jdbc
 from bench.latency import LatencyOptions, run_latency
 from bench.produce import ProduceOptions, run_produce_and_api
 from bench.profile import ProfileOptions, run_profile
@@ -26,7 +28,7 @@ from framework.settings import Settings
 
 log = get_logger("bench")
 
-SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile")
+SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc")
 PLOT_FILE = "sweep.png"
 
 
@@ -41,6 +43,7 @@ class BenchOptions:
     latency: LatencyOptions
     sweep: SweepOptions
     profile: ProfileOptions
+    jdbc: JdbcOptions = JdbcOptions()
     quick: bool = False
     keep: bool = False
     command: str = "python cmd/bench_cmd.py"
@@ -98,6 +101,8 @@ def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, rep
         run_sweep(env, options.sweep, report, plot_path=options.out_dir / PLOT_FILE)
     elif section == "profile":
         run_profile(env, options.profile, report)
+    elif section == "jdbc":
+        run_jdbc(env, options.jdbc, report)
 
 
 def _machine(settings: Settings) -> dict[str, str]:

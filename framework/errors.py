@@ -77,9 +77,15 @@ class PostgresError(FrameworkError):
 
 class SimulationError(FrameworkError):
     """A simulation model's function failed, or a run cannot be simulated as asked."""
+
+
 class SparkUnavailableError(FrameworkError):
     """The Spark master does not answer, or Spark could not start."""
 
 
 class OutputError(FrameworkError):
     """The output directory (tables, checkpoints) cannot be created or written."""
+
+
+class SinkSchemaError(FrameworkError, ValueError):
+    """A batch does not fit its database table, or a sink's table, key or aggregation is declared wrongly."""

@@ -171,6 +171,8 @@ class Settings:
         _postgres_url)
     postgres_port: int = _setting(5433, "port of the local PostgreSQL server (127.0.0.1)", _port)
     postgres_start_timeout: float = _setting(60.0, "seconds to wait for the local PostgreSQL to answer", _positive)
+    dashboard_host: str = _setting("127.0.0.1", "address the dashboard binds to")
+    dashboard_port: int = _setting(8050, "port of the dashboard (pipeline dashboard)", _port)
 
     # Iceberg tables (IcebergWriter, query, tables)
     iceberg_warehouse: str = _setting(

@@ -5,7 +5,8 @@ The session reads Kafka through Spark's own connector,
 pyspark. It is resolved with its dependencies from Maven Central on first use,
 by the same cached resolver as the Kafka broker (:mod:`framework.local.jars`, Ivy),
 and handed to Spark as ``spark.jars``, leaving out the jars pyspark already
-ships. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
+ships. PostgreSQL's JDBC driver (for the JDBC sink) is added the same way,
+next to the connector. Compared with ``spark.jars.packages`` this keeps Spark's start quiet and
 quick (no resolution on every start) and works offline after the first run.
 
 Minimal use::
@@ -44,7 +45,7 @@ SCALA_BINARY = "2.13"
 MASTER_PROBE_SECONDS = 5.0
 #: Apache Iceberg's Spark runtime (IcebergWriter, `tables`); 1.10.x is the line built for Spark 4.0
 ICEBERG_RUNTIME = f"org.apache.iceberg:iceberg-spark-runtime-4.0_{SCALA_BINARY}:1.10.0"
-#: PostgreSQL's JDBC driver (the Iceberg JDBC catalog lives in PostgreSQL)
+#: PostgreSQL's JDBC driver (the JDBC sink; the Iceberg JDBC catalog lives in PostgreSQL); a plain jar
 POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
 #: S3A filesystem for an s3a:// warehouse: hadoop-aws at the Hadoop version pyspark 4.0.0 ships (3.4.1)
 HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.1"
@@ -77,14 +78,20 @@ def kafka_connector_jars(cache_dir: Path) -> list[Path]:
     return [j for j in jars if _artifact(j.name) not in bundled]
 
 
+def jdbc_driver_jars(cache_dir: Path) -> list[Path]:
+    """PostgreSQL's JDBC driver jar (the JDBC sink and Iceberg's JDBC catalog), resolved and cached on first use."""
+    version = POSTGRES_JDBC.rsplit(":", 1)[1]
+    jars = resolve(f"postgresql-jdbc-{version}", [POSTGRES_JDBC], Path(cache_dir))
+    return [j for j in jars if "postgresql" in j.name]  # the driver needs nothing else at run time
+
+
 def iceberg_jars(settings: Settings) -> list[Path]:
-    """Iceberg's Spark runtime and PostgreSQL's JDBC driver, plus hadoop-aws for an s3a:// warehouse.
+    """Iceberg's Spark runtime, plus hadoop-aws for an s3a:// warehouse.
 
     Resolved from Maven Central on first use (may block), then read from the cache.
     """
     cache = Path(settings.cache_dir).expanduser().resolve()
     jars = resolve("iceberg-spark-1.10.0", [ICEBERG_RUNTIME], cache)
-    jars += resolve("postgresql-jdbc-42.7.8", [POSTGRES_JDBC], cache)
     if settings.warehouse_url.startswith("s3a://"):
         bundled = {_artifact(name) for name in os.listdir(Path(str(__import__("pyspark").__file__)).parent / "jars")}
         jars += [j for j in resolve("hadoop-aws-3.4.1", [HADOOP_AWS], cache) if _artifact(j.name) not in bundled]
@@ -115,7 +122,7 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
     }
     if kafka_connector:
-        jars = kafka_connector_jars(cache) + iceberg_jars(settings)
+        jars = kafka_connector_jars(cache) + iceberg_jars(settings) + jdbc_driver_jars(cache)
         conf["spark.jars"] = ",".join(str(j) for j in jars)
         conf["spark.sql.extensions"] = ICEBERG_EXTENSIONS
     if settings.spark_master.startswith("local"):

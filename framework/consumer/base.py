@@ -383,9 +383,11 @@ class ConsumerSparkABC:
         routing = self._routing()  # a bad DDL string fails here, before anything starts
         checkpoint = self.checkpoint_path(topic)
         if routing is None:
-            self._schema_for(topic)
+            self.bound_writer.declare_schema(topic, self._schema_for(topic))
             self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         else:
+            for table, table_schema in routing.schemas.items():
+                self.bound_writer.declare_schema(table, table_schema)
             self.bound_writer.prepare_routes(topic, routing.tables, fresh_checkpoint=checkpoint_is_fresh(checkpoint))
         parsed = self._parse(self._reader(topic), topic)
         schemas, quarantines = self._output_schemas(parsed, topic, routing)

@@ -78,6 +78,14 @@ def planned_records(checkpoint: Path, batch_id: int) -> int | None:
     return total
 
 
+def batch_end_offsets(checkpoint: Path, batch_id: int) -> dict[str, dict[int, int]] | None:
+    """``{topic: {partition: next offset}}`` that micro-batch ``batch_id`` reads up to (None when unknown)."""
+    try:
+        return _offset_file(checkpoint / "offsets" / str(batch_id), skip=2)
+    except (ValueError, AttributeError):
+        return None
+
+
 def _offset_file(path: Path, skip: int) -> dict[str, dict[int, int]] | None:
     """The ``{topic: {partition: offset}}`` lines of a Spark offset file (after ``skip`` lines), merged.
 

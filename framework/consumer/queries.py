@@ -169,6 +169,9 @@ class QueryGroup:
 def first_line(exc: BaseException | Any) -> str:
     """The first meaningful line of a (possibly Java) exception message."""
     text = exc.desc if hasattr(exc, "desc") else str(exc)
+    for line in reversed(str(text).splitlines()):  # a framework error raised inside foreachBatch: its sentence
+        if line.startswith("framework.errors.") and ": " in line:
+            return line.split(": ", 1)[1].strip()[:500]
     for line in str(text).splitlines():
         line = line.strip()
         if line and not line.startswith(("at ", "JVM stacktrace", "===")):

@@ -3,6 +3,8 @@
 - :class:`ForeachBatchWriter` (:mod:`framework.sinks.base`): the base; override ``write_batch``.
 - :class:`ParquetWriter` (:mod:`framework.sinks.parquet`): Parquet tables, exactly once.
 - :class:`ConsoleWriter` (:mod:`framework.sinks.console`): prints batches.
+- ``JdbcWriter`` / ``PostgresWriter`` (:mod:`framework.sinks.jdbc`, imported from there): PostgreSQL
+  tables, exactly once, with streaming aggregates (:mod:`framework.sinks.aggregates`).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import contextlib
 import copy
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 from framework.errors import ConsumerError
 from framework.sinks.publish import BatchPublisher, prepare_directory
@@ -127,6 +127,19 @@ class ForeachBatchWriter(abc.ABC):
     def quarantine_path(self, topic: str) -> Path | None:
         """Where the quarantined rows of ``topic`` go: ``<output_dir>/<table>_quarantine``."""
         return Path(self.settings.output_dir) / f"{self.table_name(topic)}{QUARANTINE_SUFFIX}"
+
+    def declare_schema(self, topic: str, schema: Any) -> None:
+        """Before :meth:`prepare`: the consumer's declared ``StructType`` of ``topic`` (or route table).
+
+        Parsed frames lose NOT NULL (Spark's JSON parsing makes every field
+        nullable); a writer that creates typed tables reads it back with
+        :meth:`declared_schema`.
+        """
+        self._declared = {**getattr(self, "_declared", {}), topic: schema}
+
+    def declared_schema(self, topic: str) -> Any:
+        """The ``StructType`` given to :meth:`declare_schema` for ``topic``, or None."""
+        return getattr(self, "_declared", {}).get(topic)
 
     def prepare(self, topic: str, fresh_checkpoint: bool) -> None:
         """Before the topic's query starts: prepare its quarantine (:meth:`_prepare_quarantine`)."""

@@ -28,7 +28,7 @@ def test_table_names_follow_the_topic_or_route_table():
     assert iceberg_table_name("Purchases") == "purchases"
     assert iceberg_table_name("2026-orders") == "t_2026_orders"
     settings = Settings.from_env({}, iceberg_namespace="games")
-    writer = IcebergWriter(tables={"metrics": "sensor-metrics"}).bind(settings, "c")
+    writer = IcebergWriter(tables={"metrics": "sensor-metrics"})._bind(settings, "c")
     assert writer.qualified_name("metrics") == "iceberg.games.sensor_metrics"
     assert writer.quarantine_name("metrics") == "iceberg.games.sensor_metrics_quarantine"
     assert writer.qualified_name("workorder") == "iceberg.games.workorder"

@@ -13,7 +13,7 @@ from framework.sinks.publish import MARKER, prepare_directory
 
 
 def test_parquet_table_records_its_schema_and_refuses_a_type_change(tmp_path):
-    writer = ParquetWriter().bind(Settings.from_env({}, output_dir=tmp_path), "c")
+    writer = ParquetWriter()._bind(Settings.from_env({}, output_dir=tmp_path), "c")
     v1 = StructType([StructField("id", IntegerType(), False), StructField("val", DoubleType())])
     prepare_directory(writer.output_path("m"), "c", "m", fresh_checkpoint=True)
     writer.prepare_tables(None, {"m": v1}, {}, True)
