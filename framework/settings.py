@@ -350,7 +350,7 @@ def _convert(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
 
 def _shown_default(value: Any) -> str:
     """A default as a user would type it: empty, ``~`` for the home directory, lower-case booleans."""
-    if value == "" or value == Path(""):
+    if value is None or value == "" or value == Path(""):
         return "(empty)"
     if isinstance(value, bool):
         return str(value).lower()

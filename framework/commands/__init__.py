@@ -21,6 +21,9 @@ SUBCOMMANDS: dict[str, str] = {
     "game-load": "apps.commands.game_load:main",
     "bench": "bench.command:main",
     "postgres": "framework.commands.postgres:main",
+    "tables": "framework.commands.tables:main",
+    "dashboard": "apps.dashboard:main",
+    "production-line": "apps.production_line_demo:main",
 }
 
 SUBCOMMAND_HELP: dict[str, str] = {
@@ -35,4 +38,7 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "game-load": "simulate players against the game API and report requests/s",
     "bench": "measure throughput and latency against a reference (from a source checkout)",
     "postgres": "start, stop or inspect the local PostgreSQL server (or check the configured one)",
+    "tables": "Iceberg tables: list, describe, history, compact, expire",
+    "dashboard": "the live dashboard of the production-line tables and the pipeline's health (127.0.0.1)",
+    "production-line": "the production-line demo: Kafka, PostgreSQL, API, producer, consumer and dashboard",
 }
