@@ -55,7 +55,8 @@ class Metrics:
     def read(self) -> dict[str, Any]:
         with self.target.connect(timeout=5) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            existing = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+            existing = {r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
             business = self._business(conn, existing)
             health = self._health(conn, existing)
             conn.rollback()
@@ -170,8 +171,9 @@ PAGE = """<!doctype html>
  box-shadow:0 1px 2px #0002} .kpi b{display:block;font-size:26px} .kpi span{font-size:12px;color:#666}
  .grid{display:grid;grid-template-columns:1fr 1fr;gap:12px} .card{background:#fff;border-radius:8px;padding:6px;
  box-shadow:0 1px 2px #0002} .chart{height:260px}
- table{border-collapse:collapse;width:100%;background:#fff;font-size:13px} td,th{padding:6px 8px;border-bottom:1px solid #eee;
- text-align:right} th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left} #error{color:#b00}
+ table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
+ td,th{padding:6px 8px;border-bottom:1px solid #eee;text-align:right}
+ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left} #error{color:#b00}
 </style></head><body>
 <h1>Production line</h1><div class="sub">refreshed every 10 s &middot; as of <span id="as-of">-</span>
 <span id="error"></span></div>
@@ -194,7 +196,9 @@ PAGE = """<!doctype html>
 const fmt = n => n === null || n === undefined ? 'n/a' : Number(n).toLocaleString('en-US');
 const pct = x => x === null || x === undefined ? 'n/a' : (100 * x).toFixed(2) + '%';
 const layout = t => ({title: {text: t, font: {size: 14}}, margin: {l: 50, r: 10, t: 36, b: 40}});
-function kpi(id, value, text) { const e = document.getElementById(id); e.dataset.value = value ?? ''; e.textContent = text; }
+function kpi(id, value, text) {
+  const e = document.getElementById(id); e.dataset.value = value ?? ''; e.textContent = text;
+}
 function bar(id, title, xs, ys, color) {
   Plotly.react(id, [{type: 'bar', x: xs, y: ys, marker: {color: color}}], layout(title), {displayModeBar: false});
 }
@@ -241,9 +245,10 @@ def _main(args: Any, settings: Settings) -> int:
             started = pg.start()
     target = postgres_target(settings)
     app = create_dashboard(target, settings)
-    server = serve_in_thread(app, settings.dashboard_host, args.port if args.port is not None else settings.dashboard_port)
-    print(f"dashboard at {server.url}/ (reading {target.safe_url}; refreshed every {REFRESH_SECONDS} s); Ctrl-C stops it",
-          flush=True)
+    port = args.port if args.port is not None else settings.dashboard_port
+    server = serve_in_thread(app, settings.dashboard_host, port)
+    print(f"dashboard at {server.url}/ (reading {target.safe_url}; refreshed every {REFRESH_SECONDS} s); "
+          "Ctrl-C stops it", flush=True)
     try:
         server.serve_until_signal()
     finally:

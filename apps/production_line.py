@@ -70,7 +70,8 @@ def _stream() -> Response:
         if start < 0 or delay < 0 or (limit is not None and int(limit) < 0):
             raise ValueError
     except ValueError:
-        return _bad(f"Malformed parameters {dict(request.args)}; expected from=N (N >= 0), limit=N, delay=seconds >= 0.")
+        return _bad(f"Malformed parameters {dict(request.args)}; "
+                    "expected from=N (N >= 0), limit=N, delay=seconds >= 0.")
     stop = line.records
     if limit is not None:
         stop = start + int(limit) if stop is None else min(stop, start + int(limit))

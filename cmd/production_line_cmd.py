@@ -1,4 +1,7 @@
-"""Thin script: the production-line demo (Kafka, PostgreSQL, API, producer, consumer, dashboard), see apps/production_line_demo.py."""
+"""Thin script: the production-line demo (Kafka, PostgreSQL, API, producer, consumer, dashboard).
+
+See apps/production_line_demo.py.
+"""
 import sys
 
 from apps.production_line_demo import main

@@ -65,9 +65,11 @@ class Measure:
         """The Spark aggregate column of this measure, aliased ``name``."""
         from pyspark.sql import functions as F
 
+        expression = self.expression
         if self.function == "count":
-            return F.count(F.lit(1) if self.expression is None else F.expr(self.expression)).alias(name)
-        return getattr(F, self.function)(F.expr(self.expression)).alias(name)
+            return F.count(F.lit(1) if expression is None else F.expr(expression)).alias(name)
+        assert expression is not None  # __post_init__ requires one for every function but count()
+        return getattr(F, self.function)(F.expr(expression)).alias(name)
 
     def merge(self, name: str, table_alias: str = "t") -> str:
         """SQL of ``name = <merged value>`` for ``ON CONFLICT DO UPDATE``."""
@@ -123,7 +125,8 @@ class Aggregation:
             raise SinkSchemaError(f"Aggregation {self.table!r} has no group_by column; name at least one, "
                                   "e.g. group_by=['zone'].")
         if not self.measures:
-            raise SinkSchemaError(f"Aggregation {self.table!r} has no measure; add one, e.g. measures={{'rows': count()}}.")
+            raise SinkSchemaError(f"Aggregation {self.table!r} has no measure; add one, "
+                                  "e.g. measures={'rows': count()}.")
         for name in [self.table, *groups, *self.measures]:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise SinkSchemaError(f"Aggregation {self.table!r}: {name!r} is not a plain name; use letters, "
@@ -158,7 +161,7 @@ class Aggregation:
         """The partial aggregate's plan, analysed (raises :class:`SinkSchemaError` naming a bad expression)."""
         try:
             partial = self.partial(df)
-            partial.schema  # analysis resolves every column and expression
+            _ = partial.schema  # analysis resolves every column and expression
         except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException as one sentence
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SinkSchemaError(f"Aggregation {self.table!r} does not fit the consumer's rows ({first}); "

@@ -69,9 +69,11 @@ def check_declaration(owner: str, table: str | None, insert_mode: str, pk_fields
                       aggregations: Sequence[Aggregation]) -> None:
     """Raise :class:`SinkSchemaError` (one sentence naming ``owner``) for a writer declared wrongly."""
     if insert_mode not in INSERT_MODES:
-        raise SinkSchemaError(f"{owner}: insert_mode={insert_mode!r} is not known; use one of {', '.join(INSERT_MODES)}.")
+        raise SinkSchemaError(f"{owner}: insert_mode={insert_mode!r} is not known; "
+                              f"use one of {', '.join(INSERT_MODES)}.")
     if isinstance(pk_fields, str):
-        raise SinkSchemaError(f"{owner}: pk_fields={pk_fields!r} is a string; give a list, e.g. pk_fields=[{pk_fields!r}].")
+        raise SinkSchemaError(f"{owner}: pk_fields={pk_fields!r} is a string; "
+                              f"give a list, e.g. pk_fields=[{pk_fields!r}].")
     if insert_mode == "upsert" and not pk_fields:
         raise SinkSchemaError(f"{owner}: insert_mode='upsert' needs pk_fields, the key columns to upsert by "
                               "(e.g. pk_fields=['id']).")
@@ -88,7 +90,8 @@ def check_declaration(owner: str, table: str | None, insert_mode: str, pk_fields
                               "give each its own name.")
 
 
-def collect_partials(partials: Sequence[tuple[Aggregation, "DataFrame"]]) -> list[tuple[Aggregation, list[tuple]]]:
+def collect_partials(
+        partials: Sequence[tuple[Aggregation, "DataFrame"]]) -> list[tuple[Aggregation, list[tuple[Any, ...]]]]:
     """Every aggregation's partial rows, computed by ONE Spark job (a union of the partials as JSON).
 
     Values come back as JSON scalars (timestamps as ISO text with microseconds,
@@ -101,11 +104,12 @@ def collect_partials(partials: Sequence[tuple[Aggregation, "DataFrame"]]) -> lis
 
     from pyspark.sql import functions as F
 
-    options = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+    options = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+               "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
                "ignoreNullFields": "false"}
     frames = [p.select(F.lit(i).alias("a"), F.to_json(F.struct(*[F.col(c) for c in p.columns]), options).alias("r"))
               for i, (_, p) in enumerate(partials)]
-    rows: list[list[tuple]] = [[] for _ in partials]
+    rows: list[list[tuple[Any, ...]]] = [[] for _ in partials]
     for row in reduce(lambda x, y: x.unionByName(y), frames).collect():
         agg = partials[row["a"]][0]
         values = json.loads(row["r"], parse_float=Decimal)
@@ -147,13 +151,13 @@ class JdbcWriter(ForeachBatchWriter):
     start), :class:`PostgresError` when the server cannot be reached.
     """
 
-    table: ClassVar[str | None] = None
-    insert_mode: ClassVar[str] = "insert"
-    pk_fields: ClassVar[Sequence[str]] = ()
-    auto_create: ClassVar[bool] = True
-    aggregations: ClassVar[Sequence[Aggregation]] = ()
-    raw: ClassVar[bool] = True
-    url: ClassVar[str | None] = None
+    table: str | None = None
+    insert_mode: str = "insert"
+    pk_fields: Sequence[str] = ()
+    auto_create: bool = True
+    aggregations: Sequence[Aggregation] = ()
+    raw: bool = True
+    url: str | None = None
     #: rows per JDBC batch insert of Spark's writer (its ``batchsize`` option)
     jdbc_batch_size: ClassVar[int] = 10_000
     spark_conf: ClassVar[Mapping[str, str]] = {}
@@ -194,9 +198,10 @@ class JdbcWriter(ForeachBatchWriter):
 
     def _bind(self, settings: Any, consumer_name: str) -> "JdbcWriter":
         bound = super()._bind(settings, consumer_name)
+        assert isinstance(bound, JdbcWriter)  # a copy of self
         bound._ready = set()  # per consumer instance: tables checked in this run
         bound._lock = threading.Lock()
-        return bound  # type: ignore[return-value]
+        return bound
 
     # ------------------------------------------------------------------ facts
     @property
@@ -316,7 +321,8 @@ class JdbcWriter(ForeachBatchWriter):
                 if table is not None:
                     rows = conn.execute(f"SELECT count(*) FROM {q.ident(staging)}").fetchone()[0]
                     conn.execute(self._apply_sql(table, staging, df.columns))
-                if conn.execute(q.ledger_claim(), (self.consumer_name, ledger_target, batch_id, rows)).fetchone() is None:
+                claim = (self.consumer_name, ledger_target, batch_id, rows)
+                if conn.execute(q.ledger_claim(), claim).fetchone() is None:
                     raise ConsumerError(f"Batch {batch_id} of {ledger_target} was applied by another writer while "
                                         "this one staged it; run one instance of a consumer at a time.")
                 for agg, values in merged:

@@ -98,8 +98,9 @@ def pg_type(data_type: "DataType", field: str = "?") -> str:
     for spark_type, name in simple:
         if isinstance(data_type, spark_type):
             return name
-    raise SinkSchemaError(f"Field {field!r} has Spark type {data_type.simpleString()}, which has no PostgreSQL column "
-                          "type in the JDBC sink; flatten it or convert it with to_json() in the consumer's transform().")
+    raise SinkSchemaError(f"Field {field!r} has Spark type {data_type.simpleString()}, which has no PostgreSQL "
+                          "column type in the JDBC sink; flatten it or convert it with to_json() "
+                          "in the consumer's transform().")
 
 
 def columns_of(schema: "StructType") -> list[Column]:
@@ -137,7 +138,7 @@ def check_fit(table: str, batch: Sequence[Column], existing: Sequence[tuple[str,
                 f"Column {col.name!r} of table {table!r} is {typ} but the batch has {col.type}; change the "
                 "consumer's schema back, or migrate the table (or write to a new table).")
     names = {c.name for c in batch}
-    for name, (typ, not_null, default) in have.items():
+    for name, (_typ, not_null, default) in have.items():
         if not_null and not default and name not in names:
             raise SinkSchemaError(
                 f"Column {name!r} of table {table!r} is NOT NULL without a default but the batch has no such "

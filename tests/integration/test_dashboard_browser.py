@@ -31,7 +31,8 @@ CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") 
 # playwright's launch() gives chromium a fresh temporary --user-data-dir itself (it refuses the flag)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT_DIR = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", "")) if os.environ.get("DASHBOARD_SCREENSHOT_DIR") else None
+SCREENSHOT_DIR = (Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", ""))
+                  if os.environ.get("DASHBOARD_SCREENSHOT_DIR") else None)
 
 
 def _db_state(conn) -> tuple[int, int, int]:

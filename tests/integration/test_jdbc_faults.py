@@ -35,7 +35,7 @@ def _recount(bootstrap: str, topic: str) -> dict[tuple[int, int], bytes]:
     end = consumer.end_offsets(parts)
     got: dict[tuple[int, int], bytes] = {}
     while any(consumer.position(tp) < end[tp] for tp in parts):
-        for tp, records in consumer.poll(timeout_ms=1000).items():
+        for _tp, records in consumer.poll(timeout_ms=1000).items():
             got.update({(r.partition, r.offset): r.value for r in records})
     consumer.close()
     return got

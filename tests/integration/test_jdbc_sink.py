@@ -84,8 +84,10 @@ def test_append_with_aggregates_is_exact_and_a_rerun_adds_nothing(spark, setting
         cols = conn.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
                             "WHERE table_name = %s ORDER BY ordinal_position", (table,)).fetchall()
         assert cols[:4] + cols[5:7] == [("id", "bigint", "NO"), ("zone", "text", "YES"), ("qty", "numeric", "YES"),
-                            ("time", "timestamp with time zone", "YES"), ("kafka_partition", "integer", "NO"), ("kafka_offset", "bigint", "NO")]
-        quarantined = conn.execute(f"SELECT raw_value, kafka_partition, kafka_offset FROM {table}_quarantine").fetchall()
+                                        ("time", "timestamp with time zone", "YES"),
+                                        ("kafka_partition", "integer", "NO"), ("kafka_offset", "bigint", "NO")]
+        quarantined = conn.execute(
+            f"SELECT raw_value, kafka_partition, kafka_offset FROM {table}_quarantine").fetchall()
         assert {(p, o) for _, p, o in quarantined} == bad
         assert sorted(r for r, _, _ in quarantined) == sorted(v.decode() for v in MALFORMED)
         _assert_aggregates_equal_group_by(conn, table, s)

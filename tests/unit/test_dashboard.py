@@ -31,6 +31,7 @@ def test_metrics_endpoint_serves_what_the_reader_returns(mocker):
 def test_unreachable_database_is_a_503_with_one_sentence(mocker):
     app = create_dashboard(TARGET)
     mocker.patch.object(app.extensions[EXTENSION], "read",
-                        side_effect=PostgresError("PostgreSQL at postgresql://x cannot be reached (refused); start it."))
+                        side_effect=PostgresError(
+                            "PostgreSQL at postgresql://x cannot be reached (refused); start it."))
     answer = app.test_client().get("/api/metrics")
     assert answer.status_code == 503 and answer.get_json()["error"].startswith("PostgreSQL at")

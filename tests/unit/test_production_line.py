@@ -25,7 +25,8 @@ def test_a_defect_follows_its_unit_in_the_same_zone_at_most_once():
     assert defects and all(p % 2 == 1 for p, _ in defects)
     for p, d in defects:
         unit = line.event(p - 1)
-        assert (unit["kind"], unit["unit_id"], unit["zone"], unit["point"]) == ("unit", d["unit_id"], d["zone"], d["point"])
+        assert ((unit["kind"], unit["unit_id"], unit["zone"], unit["point"])
+                == ("unit", d["unit_id"], d["zone"], d["point"]))
     totals = line.totals(20_000)
     for zone, rate in line.defect_rate.items():  # about defect_rate of the units of a zone are defective
         assert abs(totals["defects"][zone] / totals["units"][zone] - rate) < 0.02
