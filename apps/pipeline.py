@@ -36,7 +36,7 @@ from framework.local.embedded import EmbeddedServices
 from framework.errors import FrameworkError
 from framework.log import get_logger
 from framework.settings import MAX_DELAY_SECONDS, Settings
-from framework.signals import EXIT_INTERRUPTED, StopSignals
+from framework.signals import StopSignals
 
 log = get_logger("pipeline")
 
@@ -189,10 +189,10 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
             if not signals.received:
                 raise
             print(f"stopped by {signals.received}: {exc}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return signals.exit_code
     print("\n".join(summary.lines()))
     sys.stdout.flush()
-    return EXIT_INTERRUPTED if signals.received else 0
+    return signals.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,6 +84,15 @@ class StopSignals:
         log.warning("{} received: stopping {} {} (send it again to stop at once)", name, self.what, self.when)
         self.on_stop()
 
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with after a stop: 130 after Ctrl-C (SIGINT), 0 after SIGTERM.
+
+        SIGTERM is how a service manager (systemd, ``docker stop``) asks for a graceful stop,
+        which the command honours completely, so it is a success; 0 without a signal.
+        """
+        return EXIT_INTERRUPTED if self.received == "SIGINT" else 0
+
     def install(self) -> "StopSignals":
         if _main_thread() and not self._previous:
             self._previous = {sig: signal.signal(sig, self.handle) for sig in SIGNALS}

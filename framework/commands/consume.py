@@ -18,7 +18,7 @@ from framework.consumer.base import CONSUMERS, ConsumerSparkABC
 from framework.consumer.failures import check_output_dirs, reported_failures
 from framework.log import get_logger
 from framework.settings import Settings
-from framework.signals import EXIT_INTERRUPTED, StopSignals
+from framework.signals import StopSignals
 
 log = get_logger("consume")
 
@@ -63,7 +63,7 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
     if signals.received:
         print(f"stopped by {signals.received}: the last batch was completed or not committed; the next run "
               "resumes from the last committed batch", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_code
     return 0
 
 

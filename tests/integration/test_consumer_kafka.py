@@ -189,6 +189,6 @@ def test_sigkill_mid_run_and_restart_give_exact_counts_and_sigterm_stops_cleanly
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
     text = log.read_text()
-    assert "Received SIGTERM" in text and "(continuous) stopped after" in text
+    assert "SIGTERM received" in text and "(continuous) stopped after" in text
     for topic, offsets in expected.items():
         assert_exact(out / topic, offsets)

@@ -43,6 +43,14 @@ def test_stop_signals_stop_once_then_force_and_restore():
     assert EXIT_INTERRUPTED == 130
 
 
+def test_exit_code_is_130_after_ctrl_c_and_0_after_a_graceful_sigterm():
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        signals = StopSignals(lambda: None)
+        assert signals.exit_code == 0  # nothing received yet
+        signals.handle(signum)
+        assert signals.exit_code == code
+
+
 def test_a_handler_replaced_while_spark_starts_is_put_back():
     """pyspark's SparkContext installs its own SIGINT handler; preserved_handlers undoes that."""
     with StopSignals(lambda: None) as signals:
