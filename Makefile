@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint install java postgres chromium clean-state help
+.PHONY: run test test-heavy test-unit lint install java postgres chromium clean-state help
 
 help:
 	@echo "make run   - run the main job (starts and stops what it needs)"
@@ -54,8 +54,13 @@ chromium:
 run: install
 	$(PY) cmd/run_cmd.py
 
+# Every test but the heavy group (repeated kill trials, the browser test, the local S3 server, a standalone
+# cluster: minutes each, see pytest.ini), so the suite stays well under 45 minutes; `make test-heavy` runs those.
 test: install chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not heavy"
+
+test-heavy: install chromium
+	$(PY) -m pytest -m heavy
 
 # The hermetic unit tier (tests/unit, nothing marked integration): an empty jar cache and proxies that
 # lead nowhere, so a unit test that downloads or connects fails (tests/unit/conftest.py also refuses it).

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.pipeline_procs import ROOT, pipeline_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.mark.timeout(600)

@@ -24,7 +24,7 @@ from framework.local.postgres import PostgresTarget
 from framework.sources.production_line import ProductionLine
 from tests.integration.pipeline_procs import Proc, pipeline_env, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(3600)]
 
 EVENTS, SEED, RATE, PER_TRIGGER = 2400, 11, 20, 300
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)

@@ -153,6 +153,7 @@ def test_schema_evolution_adds_widens_and_refuses(spark, iceberg_settings, decla
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
+@pytest.mark.heavy
 def test_sigkill_after_the_iceberg_commit_and_inside_a_batch_three_times_each_is_exact(
         catalog_spark, iceberg_settings, tmp_path):
     """Runs 1-3 die right after Iceberg committed batch k (before Spark's commit log); runs 4-6 die inside a
@@ -256,6 +257,7 @@ def test_compaction_keeps_the_row_set_and_duckdb_answers_over_the_catalog(catalo
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
+@pytest.mark.heavy
 def test_s3a_warehouse_on_a_local_s3_server_holds_exact_rows(iceberg_settings, tmp_path, monkeypatch):
     """A bounded run into s3a://bucket/warehouse on moto's S3 server (127.0.0.1), read back with pyiceberg."""
     import os

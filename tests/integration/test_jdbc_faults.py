@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from framework.admin import KafkaAdmin
 from tests.integration.pipeline_procs import Proc, pipeline_env, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(3600)]
 
 N = 480
 PER_TRIGGER = 60  # 8 batches of valid rows (+ the malformed record)

@@ -153,6 +153,7 @@ def test_an_output_dir_that_is_a_file_is_one_sentence(tmp_path, script, args):
 # ------------------------------------------------------------------ Ctrl-C while Spark consumes
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.heavy
 def test_ctrl_c_while_the_main_job_consumes_exits_130_and_the_rerun_is_exact(tmp_path):
     data = tmp_path / "data"
     source = generate_data(data)

@@ -67,6 +67,7 @@ def test_local_spark_publishes_every_message_exactly_once_and_a_rerun_adds_nothi
 
 
 @pytest.mark.timeout(500)
+@pytest.mark.heavy
 def test_a_two_worker_standalone_cluster_publishes_every_message_exactly_once(kafka_broker, tmp_path):
     with LocalSparkCluster(workers=2, cores_per_worker=1, memory="1g", work_dir=tmp_path / "spark") as cluster:
         proc = produce(tmp_path, kafka_broker, "it-sim-spark-cluster", "--spark", "--runs", "4",
