@@ -26,21 +26,7 @@ log = get_logger("query")
 
 
 from framework.query.duck import QueryError  # noqa: E402 - one error class for every engine
-
-WAREHOUSE_DIR = "warehouse"
-
-
-def table_dirs(output_dir: Path) -> dict[str, Path]:
-    """``{view name: directory}`` for each table directory holding Parquet files under ``output_dir``."""
-    tables = {}
-    if output_dir.is_dir():
-        for d in sorted(output_dir.iterdir()):
-            if d.name == WAREHOUSE_DIR and not (d / "_pipeline_table.json").is_file():
-                continue  # the default Iceberg warehouse: its tables are read through the catalog
-            if d.is_dir() and not d.name.startswith(("_", ".")) and any(d.rglob("*.parquet")):
-                tables[d.name.replace("-", "_").replace(".", "_")] = d
-    return tables
-
+from framework.query.tables import WAREHOUSE_DIR, format_table, table_dirs  # noqa: E402,F401 - re-exported
 
 def register_tables(spark: Any, output_dir: Path) -> dict[str, Path]:
     """Register each table of ``output_dir`` as a temporary view (columns of all files merged); return them."""
@@ -48,29 +34,6 @@ def register_tables(spark: Any, output_dir: Path) -> dict[str, Path]:
     for name, path in tables.items():
         spark.read.option("mergeSchema", "true").parquet(str(path.resolve())).createOrReplaceTempView(name)
     return tables
-
-
-def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    """A plain text table, numbers right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
-               for i in range(len(columns))]
-
-    def line(values: list[str]) -> str:
-        cells = zip(values, widths, numeric, strict=True)
-        return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in cells).rstrip()
-
-    sep = "-+-".join("-" * w for w in widths)
-    return "\n".join([line(columns), sep] + [line(r) for r in cells])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 class SparkEngine:

@@ -53,7 +53,7 @@ class DuckEngine:
 
     # ------------------------------------------------------------------ tables
     def _discover(self) -> None:
-        from framework.commands.query import table_dirs
+        from framework.query.tables import table_dirs
 
         self._catalog = self._open_catalog()
         if self._catalog is not None:

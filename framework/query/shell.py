@@ -53,7 +53,7 @@ def complete(text: str) -> bool:
 
 def print_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, out: TextIO,
                  seconds: float | None = None) -> None:
-    from framework.commands.query import format_table
+    from framework.query.tables import format_table
 
     if fmt == "csv":
         writer = csv.writer(out)
