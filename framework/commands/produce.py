@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=None,
                    help="ask the API for this many seconds between records (default: the API's own); simulations: "
                         "seconds between timesteps")
-    p.add_argument("--runs", type=cli.bounded_int(1, 1_000_000), default=None, metavar="N",
+    p.add_argument("--runs", type=int, default=None, metavar="N",
                    help="simulation producers: simulate N runs instead of the model's own number")
     p.add_argument("--spark", action="store_true",
                    help="simulation producers: publish the runs from Spark tasks (PIPELINE_SPARK_MASTER), "

@@ -133,6 +133,8 @@ def test_driver_host_setting_applies_to_cluster_masters_only():
 def test_the_connector_jars_go_to_spark_only_when_asked(monkeypatch, tmp_path):
     jars = [tmp_path / "spark-sql-kafka.jar", tmp_path / "kafka-clients.jar"]
     monkeypatch.setattr("framework.spark.kafka_connector_jars", lambda cache: jars)
+    monkeypatch.setattr("framework.spark.iceberg_jars", lambda settings: [])  # the connector is the point here
+    monkeypatch.setattr("framework.spark.jdbc_driver_jars", lambda cache: [])
     base = Settings.from_env({})
     assert spark_conf(base)["spark.jars"] == f"{jars[0]},{jars[1]}"
     assert "spark.jars" not in spark_conf(base, kafka_connector=False)

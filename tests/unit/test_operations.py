@@ -1,7 +1,6 @@
 """Operations without a broker or Spark: signals, root causes in one sentence, bounds of every number, names."""
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import threading
@@ -291,15 +290,18 @@ class _FlaskSession:
 
 
 def test_the_producer_error_carries_the_api_reason(tmp_path):
-    lines = [json.dumps({"time": f"2026-01-05T06:00:0{i}Z", "v": i}) for i in range(5)] + ["[1, 2]"]
-    (tmp_path / "broken.json").write_text("\n".join(lines) + "\n")
+    # a bad line is served for the dead-letter topic; a file that is a broken JSON array is not served at all
+    (tmp_path / "broken.json").write_text('[{"time": "2026-01-05T06:00:00Z", "v": 1},\n{"v": 2\n')
     app = create_app(Settings.from_env({}), data_dir=tmp_path, delay=0)
+    answer = app.test_client().get("/stream_data_broken")
+    assert answer.status_code == 503
+    reason = answer.get_json()["error"]
     stream = NdjsonStream(_FlaskSession(app), "http://api.test/stream_data_broken", retries=1, backoff=0.01)
     with pytest.raises(StreamError) as info:
         list(stream.lines())
     message = str(info.value)
-    assert "the API answered HTTP 503: Stream 'broken' is not served:" in message
-    assert "line 6" in message and "is the API running" not in message
+    assert "the API answered HTTP 503: " in message and reason[:60] in message
+    assert "is the API running" not in message
 
 
 # ------------------------------------------------------------------ names

@@ -32,7 +32,9 @@ def test_consumer_public_surface():
 def test_writer_public_surface():
     assert public(ForeachBatchWriter) == {
         "write_batch", "write_quarantine", "prepare", "prepare_routes", "describe", "table_name", "output_path",
-        "quarantine_path", "settings", "consumer_name", "spark_conf", "writes_every_row"}
+        "quarantine_path", "settings", "consumer_name", "spark_conf", "writes_every_row",
+        # what a table sink (JDBC, Iceberg) needs before the query starts: the declared and the written schemas
+        "declare_schema", "declared_schema", "prepare_tables"}
 
 
 @pytest.mark.parametrize("attr", ["run", "stop", "stopping", "close", "spark", "admin"])
