@@ -263,5 +263,6 @@ def main(argv: Any = None) -> int:
 
     p = cli.parser("Serve the live dashboard (production-line metrics and pipeline health) on 127.0.0.1; starts the "
                    "local PostgreSQL when PIPELINE_POSTGRES_URL is empty and it is not running.")
-    p.add_argument("--port", type=int, default=None, help="port (default PIPELINE_DASHBOARD_PORT, 8050)")
+    p.add_argument("--port", type=cli.port(allow_zero=False), default=None,
+                   help="port (default PIPELINE_DASHBOARD_PORT, 8050)")
     return cli.run(p, _main, argv)

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from framework import cli
 from framework.errors import FrameworkError
 from framework.log import get_logger
-from framework.settings import Settings
+from framework.settings import MAX_SECONDS, Settings
 from framework.sources.production_line import ProductionLine
 
 log = get_logger("demo")
@@ -236,11 +236,14 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("Production-line demo on this machine: Kafka, PostgreSQL, the API serving a simulated line, "
                    "producer, Spark consumer (raw events + exact aggregates in PostgreSQL) and the live dashboard.")
-    p.add_argument("--events", type=int, default=3000, help="events in the simulated stream (default 3000)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the simulation (default 42)")
-    p.add_argument("--rate", type=float, default=50.0, help="events per second the API serves (default 50)")
+    p.add_argument("--events", type=cli.bounded_int(1, 10_000_000), default=3000,
+                   help="events in the simulated stream (default 3000)")
+    p.add_argument("--seed", type=cli.bounded_int(0, 2**32 - 1), default=42, help="seed of the simulation (default 42)")
+    p.add_argument("--rate", type=cli.bounded_float(0, 1e6, low_inclusive=False), default=50.0,
+                   help="events per second the API serves (default 50)")
     p.add_argument("--serve", action="store_true", help="keep the dashboard up after the end, until Ctrl-C")
-    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--timeout", type=cli.bounded_float(0, MAX_SECONDS, low_inclusive=False), default=None,
+                   help="stop after this many seconds")
     try:
         return cli.run(p, _main, argv)
     except FrameworkError as exc:  # raised from a worker thread

@@ -23,7 +23,20 @@ from bench.profile import ProfileOptions
 from bench.simulate import SimulateOptions
 from bench.runner import SECTIONS, BenchOptions, check_sections, run_bench
 from bench.sweep import FULL_GRID, QUICK_GRID, SweepGrid, SweepOptions, parse_values
-from framework.settings import Settings
+from framework.settings import MAX_INT, MAX_SECONDS, Settings
+
+# Bounds of the numeric flags (argparse refuses a value outside them with one sentence, exit code 2)
+MAX_REPEAT = 100
+MAX_RECORD_BYTES = 1_000_000  # Kafka's default max.request.size is 1 MiB
+MAX_RATE = 1e9  # records/s
+MAX_SIM_RUNS = 10_000
+MAX_SIM_TIMESTEPS = 10_000_000
+MAX_BROKERS = 9  # a local cluster has at most 9 brokers
+MAX_PARTITIONS = 10_000
+MAX_LINGER_MS = MAX_INT
+MAX_PROCESSES = 64
+RECORDS = cli.bounded_int(1)
+SECONDS = cli.bounded_float(0, MAX_SECONDS, low_inclusive=False)
 
 #: (quick, full) defaults of the size options
 DEFAULTS = {
@@ -34,7 +47,7 @@ DEFAULTS = {
     "latency_seconds": (20.0, 60.0),
     "sweep_records": (30_000, 100_000),
     "profile_records": (30_000, 200_000),
-    "processes": ("1,2", "1,2,3"),
+    "processes": ((1, 2), (1, 2, 3)),
     "sim_runs": (2, 4),
     "sim_timesteps": (600, 2000),
     "jdbc_records": (100_000, 500_000),
@@ -49,53 +62,64 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where to save results.json, results.md and sweep.png (default: bench_results/<timestamp>)")
-    p.add_argument("--repeat", type=int, default=None,
+    p.add_argument("--repeat", type=cli.bounded_int(1, MAX_REPEAT), default=None,
                    help="interleaved repeats of ours and the reference, medians reported (quick 2, full 3)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work directory (broker data, tables)")
     p.add_argument("--verbose", action="store_true", help="show the framework's own log lines too")
     g = p.add_argument_group("produce and api")
-    g.add_argument("--records", type=int, default=None, help="records per produce run (quick 100000, full 500000)")
-    g.add_argument("--record-size", type=int, default=None, metavar="BYTES",
+    g.add_argument("--records", type=RECORDS, default=None, help="records per produce run (quick 100000, full 500000)")
+    g.add_argument("--record-size", type=cli.bounded_int(1, MAX_RECORD_BYTES), default=None, metavar="BYTES",
                    help="synthetic record size for produce and sweep (default: natural metrics records, ~56 B)")
     g = p.add_argument_group("consume")
-    g.add_argument("--consume-records", type=int, default=None,
+    g.add_argument("--consume-records", type=RECORDS, default=None,
                    help="records in the topic (quick 300000, full 2000000)")
-    g.add_argument("--consume-repeat", type=int, default=None, help="repeats of the consume runs (quick 1, full 3)")
+    g.add_argument("--consume-repeat", type=cli.bounded_int(1, MAX_REPEAT),
+                   default=None, help="repeats of the consume runs (quick 1, full 3)")
     g = p.add_argument_group("latency")
-    g.add_argument("--latency-rate", type=float, default=1000.0, help="records/s through the pipeline (default 1000)")
-    g.add_argument("--latency-seconds", type=float, default=None, help="how long to produce (quick 20, full 60)")
-    g.add_argument("--trigger-seconds", type=float, default=1.0, help="consumer trigger (default 1)")
-    g.add_argument("--warmup-seconds", type=float, default=3.0,
+    g.add_argument("--latency-rate", type=cli.bounded_float(0, MAX_RATE, low_inclusive=False),
+                   default=1000.0, help="records/s through the pipeline (default 1000)")
+    g.add_argument("--latency-seconds", type=SECONDS, default=None, help="how long to produce (quick 20, full 60)")
+    g.add_argument("--trigger-seconds", type=SECONDS, default=1.0, help="consumer trigger (default 1)")
+    g.add_argument("--warmup-seconds", type=cli.bounded_float(0, MAX_SECONDS), default=3.0,
                    help="records of the first seconds left out of the latency figures (default 3)")
     g = p.add_argument_group("simulate")
-    g.add_argument("--sim-runs", type=int, default=None, help="runs of the chat simulation (quick 2, full 4)")
-    g.add_argument("--sim-timesteps", type=int, default=None, help="timesteps per run (quick 600, full 2000)")
+    g.add_argument("--sim-runs", type=cli.bounded_int(1, MAX_SIM_RUNS),
+                   default=None, help="runs of the chat simulation (quick 2, full 4)")
+    g.add_argument("--sim-timesteps", type=cli.bounded_int(1, MAX_SIM_TIMESTEPS),
+                   default=None, help="timesteps per run (quick 600, full 2000)")
     g.add_argument("--no-sim-spark", action="store_true", help="skip the Spark (1 and 2 executors) measurements")
     g = p.add_argument_group("sweep (each takes a comma-separated list)")
-    g.add_argument("--brokers", default=None,
+    g.add_argument("--brokers", type=cli.bounded_list(1, MAX_BROKERS), default=None,
                    help="Kafka broker counts; a local cluster is started for each other than the benchmark's own "
                         "(PIPELINE_BROKER_COUNT) (default 1,3)")
-    g.add_argument("--replication-factor", default=None, help="topic replication factors (default 1,3)")
-    g.add_argument("--min-insync-replicas", default=None, help="topic min.insync.replicas (default 1,2)")
-    g.add_argument("--partitions", default=None, help="topic partitions (quick 3, full 1,3)")
-    g.add_argument("--batch-size", default=None, help="producer batch.size in bytes (quick 65536, full 16384,65536)")
-    g.add_argument("--linger-ms", default=None, help="producer linger.ms (quick 0, full 0,20)")
+    g.add_argument("--replication-factor", type=cli.bounded_list(1, MAX_BROKERS),
+                   default=None, help="topic replication factors (default 1,3)")
+    g.add_argument("--min-insync-replicas", type=cli.bounded_list(1, MAX_BROKERS),
+                   default=None, help="topic min.insync.replicas (default 1,2)")
+    g.add_argument("--partitions", type=cli.bounded_list(1, MAX_PARTITIONS),
+                   default=None, help="topic partitions (quick 3, full 1,3)")
+    g.add_argument("--batch-size", type=cli.bounded_list(1),
+                   default=None, help="producer batch.size in bytes (quick 65536, full 16384,65536)")
+    g.add_argument("--linger-ms", type=cli.bounded_list(0, MAX_LINGER_MS),
+                   default=None, help="producer linger.ms (quick 0, full 0,20)")
     g.add_argument("--compression", default=None, help="none, gzip, snappy, lz4, zstd (default none)")
     g.add_argument("--acks", default=None, help="0, 1, all (default 1,all)")
-    g.add_argument("--sweep-records", type=int, default=None, help="records per point (quick 30000, full 100000)")
-    g.add_argument("--rate", type=float, default=0.0,
+    g.add_argument("--sweep-records", type=RECORDS, default=None, help="records per point (quick 30000, full 100000)")
+    g.add_argument("--rate", type=cli.bounded_float(0, MAX_RATE), default=0.0,
                    help="records/s the synthetic feed offers at each point (default 0: as fast as possible)")
-    g.add_argument("--latency-budget-ms", type=float, default=250.0,
+    g.add_argument("--latency-budget-ms", type=cli.bounded_float(0, MAX_SECONDS * 1000, low_inclusive=False),
+                   default=250.0,
                    help="p99 a recommended configuration must keep (default 250)")
     g.add_argument("--no-sweep-reference", action="store_true",
                    help="do not run kafka-producer-perf-test at each sweep point")
     g = p.add_argument_group("jdbc")
-    g.add_argument("--jdbc-records", type=int, default=None,
+    g.add_argument("--jdbc-records", type=RECORDS, default=None,
                    help="rows per JDBC write, sink and plain df.write.jdbc (quick 100000, full 500000)")
     g = p.add_argument_group("profile")
-    g.add_argument("--profile-records", type=int, default=None,
+    g.add_argument("--profile-records", type=RECORDS, default=None,
                    help="records per profile run (quick 30000, full 200000)")
-    g.add_argument("--processes", default=None, help="producer process counts to try (quick 1,2, full 1,2,3)")
+    g.add_argument("--processes", type=cli.bounded_list(1, MAX_PROCESSES),
+                   default=None, help="producer process counts to try (quick 1,2, full 1,2,3)")
     return p
 
 
@@ -115,16 +139,14 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
     grid = SweepGrid(
-        partitions=parse_values(args.partitions, "--partitions") if args.partitions else base.partitions,
-        batch_size=parse_values(args.batch_size, "--batch-size") if args.batch_size else base.batch_size,
-        linger_ms=parse_values(args.linger_ms, "--linger-ms") if args.linger_ms else base.linger_ms,
+        partitions=args.partitions or base.partitions,
+        batch_size=args.batch_size or base.batch_size,
+        linger_ms=args.linger_ms or base.linger_ms,
         compression=parse_values(args.compression, "--compression", str) if args.compression else base.compression,
         acks=parse_values(args.acks, "--acks", str) if args.acks else base.acks,
-        brokers=parse_values(args.brokers, "--brokers") if args.brokers else base.brokers,
-        replication_factor=(parse_values(args.replication_factor, "--replication-factor") if args.replication_factor
-                            else base.replication_factor),
-        min_insync_replicas=(parse_values(args.min_insync_replicas, "--min-insync-replicas")
-                             if args.min_insync_replicas else base.min_insync_replicas))
+        brokers=args.brokers or base.brokers,
+        replication_factor=args.replication_factor or base.replication_factor,
+        min_insync_replicas=args.min_insync_replicas or base.min_insync_replicas)
     grid.check()
     out = args.out or Path("bench_results") / time.strftime("%Y%m%d-%H%M%S")
     argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench_cmd.py") else ""
@@ -142,8 +164,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
         simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
         jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("repeat")),
-        profile=ProfileOptions(records=pick("profile_records"),
-                               processes=parse_values(pick("processes"), "--processes")))
+        profile=ProfileOptions(records=pick("profile_records"), processes=tuple(pick("processes"))))
 
 
 def _main(args: argparse.Namespace, settings: Settings) -> int:

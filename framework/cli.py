@@ -4,16 +4,18 @@ A command is a ``main(args, settings) -> int`` function run through :func:`run`:
 settings are loaded (and checked) before anything connects, a
 :class:`~framework.errors.FrameworkError` becomes one sentence on stderr and
 exit code 2, Ctrl-C becomes exit code 130 (commands that run Spark keep that
-promise through :mod:`framework.signals`). Numeric options use
-:func:`bounded_int` / :func:`bounded_float`, so a value no setting could hold
-is refused by the parser, naming the option as typed.
+promise through :mod:`framework.signals`). Every numeric option uses
+:func:`bounded_int`, :func:`bounded_float`, :func:`bounded_list` or :func:`port`
+(instances of :class:`Bounded`), so a value out of range (``--rate -1``,
+``--runs 1e10``, ``--delay inf``, ``--port 70000``) is refused by the parser with
+one sentence naming the option as typed, the value and the allowed range; exit code 2.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from framework.errors import FrameworkError
 from framework.log import configure_logging
@@ -42,32 +44,89 @@ def log_level(text: str) -> str:
     return level
 
 
-def bounded_int(low: int, high: int = MAX_INT) -> Callable[[str], int]:
+class Bounded:
+    """An argparse ``type`` for a number from :attr:`low` to :attr:`high`, refused with one sentence otherwise.
+
+    ``kind`` is ``int`` (a whole number) or ``float`` (finite; ``inf`` and ``nan`` are refused);
+    ``low_inclusive=False`` excludes ``low`` itself (seconds that must be above 0). argparse prefixes
+    the sentence with the option as typed: ``argument --rate: -1 is out of range; use a number from 0
+    to 1e+09``. The attributes let a test check that every numeric option of every command is bounded.
+    """
+
+    def __init__(self, kind: type, low: float, high: float, low_inclusive: bool = True) -> None:
+        self.kind = kind
+        self.low = low
+        self.high = high
+        self.low_inclusive = low_inclusive
+        self.__name__ = "whole number" if kind is int else "number"  # what argparse calls the type
+
+    @property
+    def allowed(self) -> str:
+        """The allowed range in words: ``a whole number from 1 to 65535``."""
+        what = "a whole number" if self.kind is int else "a number"
+        if self.low_inclusive:
+            return f"{what} from {_number(self.low)} to {_number(self.high)}"
+        return f"{what} above {_number(self.low)} and at most {_number(self.high)}"
+
+    def __call__(self, text: str) -> Any:
+        try:
+            value = self.kind(text.strip())
+        except ValueError:
+            what = "a whole number" if self.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}; use {self.allowed}") from None
+        ok = math.isfinite(value) and (value >= self.low if self.low_inclusive else value > self.low) \
+            and value <= self.high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text} is out of range; use {self.allowed}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"Bounded({self.kind.__name__}, {self.low!r}, {self.high!r}, low_inclusive={self.low_inclusive})"
+
+
+class BoundedList(Bounded):
+    """An argparse ``type`` for a comma-separated list of whole numbers, each within bounds: ``"1,3"`` -> ``(1, 3)``."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(int, low, high)
+        self.__name__ = "list of whole numbers"
+
+    def __call__(self, text: str) -> Any:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list like 1,3")
+        values = []
+        for item in items:
+            try:
+                values.append(super().__call__(item))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"{exc} (in the list {text})") from None
+        return tuple(values)
+
+
+def _number(value: float) -> str:
+    """``1000000000`` for 1e9 and 2147483647 for MAX_INT (not ``1e+09``), ``0.5`` for 0.5."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def bounded_int(low: int, high: int = MAX_INT) -> Bounded:
     """An argparse ``type``: a whole number from ``low`` to ``high``, refused with one sentence otherwise."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
-        return value
-    return parse
+    return Bounded(int, low, high)
 
 
-def bounded_float(low: float, high: float, low_inclusive: bool = True) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number from ``low`` to ``high`` (seconds, factors)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        ok = (value >= low if low_inclusive else value > low) and value <= high
-        if not math.isfinite(value) or not ok:
-            raise argparse.ArgumentTypeError(
-                f"{text} is out of range; use a number {'from' if low_inclusive else 'above'} {low:g} to {high:g}")
-        return value
-    return parse
+def bounded_float(low: float, high: float, low_inclusive: bool = True) -> Bounded:
+    """An argparse ``type``: a finite number from ``low`` (or above it) to ``high`` (seconds, rates, factors)."""
+    return Bounded(float, low, high, low_inclusive)
+
+
+def bounded_list(low: int, high: int = MAX_INT) -> BoundedList:
+    """An argparse ``type``: a comma-separated list of whole numbers from ``low`` to ``high``, as a tuple."""
+    return BoundedList(low, high)
+
+
+def port(allow_zero: bool = True) -> Bounded:
+    """An argparse ``type``: a TCP port, 1 to 65535 (0 too when ``allow_zero``: the system picks a free one)."""
+    return Bounded(int, 0 if allow_zero else 1, 65535)
 
 
 def run(p: argparse.ArgumentParser, main: Callable[[argparse.Namespace, Settings], int],

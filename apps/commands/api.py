@@ -15,21 +15,22 @@ from pathlib import Path
 from typing import Sequence
 
 from apps.api import EXTENSION, STREAM_PREFIX, create_app, serve_in_thread
+from framework import cli
 from framework.cli import parser, run
-from framework.settings import Settings
+from framework.settings import MAX_DELAY_SECONDS, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("Serve every .json, .jsonl and .ndjson file of the data directory (JSON Lines or one JSON array) "
                "as an HTTP stream, in time order or file order.")
     p.add_argument("--host", default=None, help="address to bind (default: PIPELINE_API_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None,
+    p.add_argument("--port", type=cli.port(), default=None,
                    help="port to bind, 0 picks a free one (default: PIPELINE_API_PORT or 5000)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="directory of the .json/.jsonl/.ndjson files (default: PIPELINE_DATA_DIR or data_source)")
     p.add_argument("--time-field", default=None,
                    help="record member to order by, '' for file order (default: PIPELINE_API_TIME_FIELD or time)")
-    p.add_argument("--delay", type=float, default=None,
+    p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=None,
                    help="default seconds between records, 0 for no pacing (default: PIPELINE_API_DELAY or 0.1)")
     return p
 

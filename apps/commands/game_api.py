@@ -17,9 +17,10 @@ from typing import Sequence
 
 from apps.api import serve_in_thread
 from apps.game_api import ACTIONS, EVENTS_TOPIC, KEY_FIELD, create_game_app
+from framework import cli
 from framework.cli import parser, run
 from framework.producer.event_log import DEFAULT_TIMEOUT, KafkaEventLog
-from framework.settings import Settings
+from framework.settings import MAX_SECONDS, Settings
 
 DEFAULT_PORT = 5001
 
@@ -27,10 +28,11 @@ DEFAULT_PORT = 5001
 def build_parser() -> argparse.ArgumentParser:
     p = parser("Serve the game API: each player action is answered once Kafka acknowledged its event.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+    p.add_argument("--port", type=cli.port(), default=DEFAULT_PORT,
                    help=f"port to bind, 0 picks a free one (default {DEFAULT_PORT})")
     p.add_argument("--topic", default=EVENTS_TOPIC, help=f"Kafka topic of the events (default {EVENTS_TOPIC})")
-    p.add_argument("--ack-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--ack-timeout", type=cli.bounded_float(0, MAX_SECONDS, low_inclusive=False),
+                   default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"answer 503 when Kafka has not acknowledged an event after SECONDS "
                         f"(default {DEFAULT_TIMEOUT:g})")
     return p

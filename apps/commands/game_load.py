@@ -15,10 +15,13 @@ import argparse
 import signal
 from typing import Sequence
 
-from apps.game_load import (ACTIONS, DEFAULT_BASE_URL, DEFAULT_GUILDS, DEFAULT_MIX, LoadGenerator,
-                            LoadPlan, parse_mix)
+from apps.game_load import (ACTIONS, DEFAULT_BASE_URL, DEFAULT_GUILDS, DEFAULT_MIX, MAX_DURATION, MAX_PLAYERS,
+                            LoadGenerator, LoadPlan, parse_mix)
+from framework import cli
 from framework.cli import parser, run
-from framework.settings import Settings
+from framework.settings import MAX_SECONDS, Settings
+
+MAX_RATE = 1e6  # requests/s in total; far above what one machine sends
 
 MIX_TEXT = ",".join(f"{name}={weight}" for name, weight in DEFAULT_MIX.items())
 
@@ -26,17 +29,22 @@ MIX_TEXT = ",".join(f"{name}={weight}" for name, weight in DEFAULT_MIX.items())
 def build_parser() -> argparse.ArgumentParser:
     p = parser("Simulate players sending a mix of actions to the game API at a given total rate.")
     p.add_argument("--url", default=DEFAULT_BASE_URL, help=f"base URL of the game API (default {DEFAULT_BASE_URL})")
-    p.add_argument("--players", type=int, default=8, help="simulated players, one thread and session each (default 8)")
-    p.add_argument("--rate", type=float, default=50.0,
+    p.add_argument("--players", type=cli.bounded_int(1, MAX_PLAYERS), default=8,
+                   help="simulated players, one thread and session each (default 8)")
+    p.add_argument("--rate", type=cli.bounded_float(0, MAX_RATE), default=50.0,
                    help="requests per second in total, 0 = as fast as possible (default 50)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds to run at most (default 10)")
-    p.add_argument("--requests", type=int, default=None, help="requests to send at most (default: no count limit)")
+    p.add_argument("--duration", type=cli.bounded_float(0, MAX_DURATION, low_inclusive=False), default=10.0,
+                   help="seconds to run at most (default 10)")
+    p.add_argument("--requests", type=cli.bounded_int(1), default=None,
+                   help="requests to send at most (default: no count limit)")
     p.add_argument("--mix", default=MIX_TEXT,
                    help=f"action=weight list; actions: {', '.join(ACTIONS)} (default {MIX_TEXT})")
     p.add_argument("--guilds", default=",".join(DEFAULT_GUILDS),
                    help=f"guilds the joins cycle through (default {','.join(DEFAULT_GUILDS)})")
-    p.add_argument("--timeout", type=float, default=15.0, help="seconds one request may take (default 15)")
-    p.add_argument("--progress", type=float, default=2.0, help="seconds between progress lines (default 2)")
+    p.add_argument("--timeout", type=cli.bounded_float(0, MAX_SECONDS, low_inclusive=False), default=15.0,
+                   help="seconds one request may take (default 15)")
+    p.add_argument("--progress", type=cli.bounded_float(0, MAX_SECONDS, low_inclusive=False), default=2.0,
+                   help="seconds between progress lines (default 2)")
     return p
 
 

@@ -32,6 +32,8 @@ from framework.producer.summary import ProduceSummary
 from framework.registry import load_module
 from framework.settings import MAX_DELAY_SECONDS, Settings
 
+MAX_RUNS = 1_000_000  # simulation runs of one --runs
+
 log = get_logger("produce")
 
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=cli.bounded_float(0, MAX_DELAY_SECONDS), default=None,
                    help="ask the API for this many seconds between records (default: the API's own); simulations: "
                         "seconds between timesteps")
-    p.add_argument("--runs", type=int, default=None, metavar="N",
+    p.add_argument("--runs", type=cli.bounded_int(1, MAX_RUNS), default=None, metavar="N",
                    help="simulation producers: simulate N runs instead of the model's own number")
     p.add_argument("--spark", action="store_true",
                    help="simulation producers: publish the runs from Spark tasks (PIPELINE_SPARK_MASTER), "

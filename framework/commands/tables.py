@@ -21,6 +21,8 @@ from framework.errors import FrameworkError
 from framework.log import get_logger
 from framework.settings import Settings
 
+MAX_HOURS = 24.0 * 365 * 100  # a century: beyond any retention
+
 log = get_logger("tables")
 
 
@@ -135,9 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("List, describe and maintain the Iceberg tables of the catalog.")
     p.add_argument("action", choices=["list", "describe", "history", "compact", "expire", "drop"])
     p.add_argument("table", nargs="?", help="table name: purchases, pipeline.purchases or iceberg.pipeline.purchases")
-    p.add_argument("--older-than-hours", type=float, default=24.0,
+    p.add_argument("--older-than-hours", type=cli.bounded_float(0, MAX_HOURS), default=24.0,
                    help="expire: snapshots older than this (default 24)")
-    p.add_argument("--retain-last", type=int, default=10, help="expire: keep at least this many snapshots")
-    p.add_argument("--orphans-older-than-hours", type=float, default=24.0,
+    p.add_argument("--retain-last", type=cli.bounded_int(1), default=10,
+                   help="expire: keep at least this many snapshots")
+    p.add_argument("--orphans-older-than-hours", type=cli.bounded_float(0, MAX_HOURS), default=24.0,
                    help="expire: remove unreferenced files older than this (default 24)")
     return cli.run(p, _main, argv)

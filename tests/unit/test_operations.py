@@ -209,7 +209,7 @@ def test_admin_create_refuses_zero_partitions_before_connecting(argv, capsys):
     with pytest.raises(SystemExit) as info:
         admin_command.main(argv)
     assert info.value.code == 2
-    assert "out of range; use 1 to" in capsys.readouterr().err
+    assert "out of range; use a whole number from 1 to" in capsys.readouterr().err
 
 
 def test_create_topic_refuses_zero_partitions_without_a_broker():

@@ -304,5 +304,7 @@ def test_command_lists_simulations_and_keeps_spark_and_runs_for_them(capsys):
     assert produce_main(["metrics", "--spark"]) == 2
     assert "--spark and --runs apply to simulation producers only, and 'metrics' reads an HTTP stream" in \
         capsys.readouterr().err
-    assert produce_main(["chat-sim", "--runs", "0"]) == 2
-    assert "--runs must be at least 1, not 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # refused by the parser, before anything starts
+        produce_main(["chat-sim", "--runs", "0"])
+    assert info.value.code == 2
+    assert "argument --runs: 0 is out of range; use a whole number from 1 to" in capsys.readouterr().err
