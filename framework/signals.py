@@ -6,9 +6,12 @@ with ``RuntimeError: reentrant call inside <_io.BufferedReader ...>`` when the
 main thread is itself waiting on Py4J (it always is while a streaming query
 runs), and the command then carries on to the end. Two pieces fix that:
 
-- :func:`preserved_handlers` wraps the start of a SparkContext
-  (:func:`framework.spark.build_spark_session` uses it) and puts back whatever
-  SIGINT/SIGTERM handlers were installed before, so Spark never replaces them;
+- :func:`framework.spark.build_spark_session` starts the SparkContext from a
+  helper thread while the main thread waits (pyspark installs its handler only
+  when started in the main thread), so a signal during the start reaches the
+  command's handler and is honoured once the start returns; it also wraps the
+  start in :func:`preserved_handlers`, which puts back whatever SIGINT/SIGTERM
+  handlers were installed before, should anything replace them;
 - :class:`StopSignals` is the handler the long-running commands install: the
   first SIGINT/SIGTERM calls ``on_stop`` (which only sets flags: no Py4J call
   happens inside the handler), a second one raises :class:`KeyboardInterrupt`

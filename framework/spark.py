@@ -27,8 +27,9 @@ import os
 import re
 import socket
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from framework.errors import SparkUnavailableError
 from framework.local.jars import java_executable, resolve
@@ -154,9 +155,62 @@ def build_spark_session(settings: Settings, app_name: str = "pipeline",
              settings.spark_executor_memory, settings.spark_executor_cores,
              kafka_connector_package() if kafka_connector else "none")
     with preserved_handlers():  # pyspark would replace the command's SIGINT handler, see framework.signals
-        spark = builder.getOrCreate()
+        spark = _start(builder)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _start(builder: "SparkSession.Builder") -> "SparkSession":
+    """``builder.getOrCreate()`` in a helper thread while the main thread waits and keeps its signal handlers.
+
+    pyspark installs its own SIGINT handler when a SparkContext starts in the main thread (it calls
+    ``cancelAllJobs`` through Py4J and raises :class:`KeyboardInterrupt`); started from another thread
+    it leaves the handlers alone, so a Ctrl-C during the start reaches the command's handler at once
+    (:class:`framework.signals.StopSignals` asks the command to stop and the command honours it when
+    the start returns). When the wait itself is interrupted (the default handler, or a second signal),
+    the session is stopped as soon as its start ends and :class:`KeyboardInterrupt` propagates.
+    Elsewhere than in the main thread the builder runs directly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return builder.getOrCreate()
+    result: dict[str, Any] = {}
+    done = threading.Event()
+    abandoned = threading.Event()
+
+    def start() -> None:
+        try:
+            result["spark"] = builder.getOrCreate()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            result["error"] = exc
+        finally:
+            done.set()
+        if abandoned.is_set() and "spark" in result:
+            result["spark"].stop()
+
+    threading.Thread(target=start, name="spark-start", daemon=True).start()
+    try:
+        while not done.wait(0.2):  # short waits: the main thread runs its signal handlers promptly
+            pass
+    except BaseException:
+        abandoned.set()
+        log.warning("Spark start interrupted: the session is stopped as soon as it has started")
+        raise
+    if "error" in result:
+        raise result["error"]
+    spark: SparkSession = result["spark"]
+    _make_active_here(spark)
+    return spark
+
+
+def _make_active_here(spark: "SparkSession") -> None:
+    """Make ``spark`` the active session of the calling thread too (the JVM keeps one per thread)."""
+    from pyspark.sql import SparkSession
+
+    try:
+        SparkSession._activeSession = spark
+        SparkSession._get_j_spark_session_class(spark._jvm).setActiveSession(spark._jsparkSession)
+    except Exception as exc:  # noqa: BLE001 - only SparkSession.getActiveSession() in this thread is affected
+        log.debug("Could not make the Spark session active in the main thread: {}", exc)
 
 
 def check_master(master: str, timeout: float = MASTER_PROBE_SECONDS) -> None:
