@@ -5,7 +5,8 @@ interpreter lock: in a deployment the API and the producers are separate
 services. :class:`ApiProcess` starts ``python -m bench.apiserver
 DATA_DIR DELAY``, which serves ``DATA_DIR`` on a free port of 127.0.0.1 and
 prints ``URL <base url>``; :meth:`ApiProcess.stop` sends SIGTERM to that child
-(by its PID) and waits for it.
+(by its PID) and waits for it. The child runs in a session of its own, so a terminal's Ctrl-C
+reaches only the benchmark, which stops it.
 
 :func:`read_stream` is the "plain streaming client" the API section measures:
 one GET, the body read in 64 KiB chunks, newlines counted, nothing parsed.
@@ -29,6 +30,9 @@ log = get_logger("bench")
 READY_PREFIX = "URL "
 READ_CHUNK = 1 << 16
 
+#: API processes stopped because a Ctrl-C unwound their ``with`` block (for the command's closing line)
+STOPPED_BY_INTERRUPT: list[str] = []
+
 
 class ApiProcess:
     """The streaming API serving ``data_dir`` (``delay`` seconds between records by default), in a child process."""
@@ -46,7 +50,8 @@ class ApiProcess:
         with open(log_file, "ab") as err:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.apiserver", str(self.data_dir), str(self.delay)],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
+                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                start_new_session=True)  # a terminal's Ctrl-C reaches the benchmark only; it stops this child
         line = _readline(self._proc, self.start_timeout)
         if not line.startswith(READY_PREFIX):
             self.stop()
@@ -72,8 +77,11 @@ class ApiProcess:
     def __enter__(self) -> "ApiProcess":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        pid = self._proc.pid if self._proc is not None and self._proc.poll() is None else None
         self.stop()
+        if pid is not None and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            STOPPED_BY_INTERRUPT.append(f"the streaming API (pid {pid})")
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:

@@ -4,7 +4,10 @@ Runs against a local Kafka broker it starts on free ports (and stops), or
 against ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` when set. Progress goes to stderr;
 the result tables go to stdout and, with ``results.json`` and the sweep plot,
 into ``bench_results/<timestamp>/`` (or ``--out``). Exit code 0, or 1 when a
-section failed (the others are still measured and saved).
+section failed (the others are still measured and saved). Ctrl-C stops the
+section, then everything the run started (broker, Spark, API processes), saves the
+finished sections and exits with 130 after one line saying so; SIGTERM does the same
+and exits 0.
 """
 from __future__ import annotations
 
@@ -177,7 +180,18 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
     get_logger("bench").info("Benchmark: sections {} ({} mode{}); results into {}", ", ".join(options.sections),
                              "quick" if options.quick else "full",
                              f", {grid_points} sweep points" if "sweep" in options.sections else "", options.out_dir)
-    report = run_bench(settings, options)
+    from bench.errors import BenchInterrupted
+    from framework.signals import StopSignals
+
+    def interrupt() -> None:  # the sections block in Kafka, Spark and HTTP calls: cut them short at once
+        raise KeyboardInterrupt
+
+    with StopSignals(interrupt, "the benchmark", "now, and everything it started") as signals:
+        try:
+            report = run_bench(settings, options)
+        except BenchInterrupted as stop:
+            print(f"stopped by {signals.received or 'SIGINT'}: {stop.sentence()}", file=sys.stderr)
+            return signals.exit_code if signals.received else 130
     print(report.markdown())
     print(f"Saved {options.out_dir / 'results.json'} and {options.out_dir / 'results.md'}"
           + (f" and {options.out_dir / report.plots[0]}" if report.plots else ""))

@@ -52,6 +52,7 @@ class BenchEnvironment:
         self._created: list[str] = []
         self._count = 0
         self._stoppers: list[tuple[str, Callable[[], Any]]] = []
+        self.stopped: list[str] = []  # what close() stopped, for the closing line of an interrupted run
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "BenchEnvironment":
@@ -67,17 +68,17 @@ class BenchEnvironment:
         self.close()
 
     def close(self) -> None:
-        """Stop what was started here, newest first; remove the work directory unless ``keep``."""
+        """Stop what was started here, newest first; remove the work directory unless ``keep``.
+
+        Each step is attempted even when an earlier one failed (after Ctrl-C a Spark job may have
+        been cut short); :attr:`stopped` names what was stopped.
+        """
         while self._stoppers:
             name, stop = self._stoppers.pop()
-            try:
-                stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                log.error("Stopping {} failed: {}", name, exc)
+            self._stop(name, stop)
         if self._spark is not None:
-            self.progress.detach(self._spark)
-            self._spark.stop()
-            self._spark = None
+            spark, self._spark = self._spark, None
+            self._stop("the Spark session", lambda: (self.progress.detach(spark), spark.stop()))
         if self._admin is not None:
             if self.broker is None and self._created:
                 for topic in self._created:
@@ -88,12 +89,19 @@ class BenchEnvironment:
             self._admin.close()
             self._admin = None
         if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
+            broker, self.broker = self.broker, None
+            self._stop(f"the local Kafka broker ({broker.bootstrap_servers})", broker.stop)
         if self.keep:
             log.info("Benchmark work directory kept: {}", self.workdir)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop(self, name: str, stop: Callable[[], Any]) -> None:
+        try:
+            stop()
+            self.stopped.append(name)
+        except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            log.error("Stopping {} failed: {}", name, exc)
 
     def track(self, name: str, stop: Callable[[], Any]) -> None:
         """Call ``stop`` when the environment closes (if it was not stopped before)."""

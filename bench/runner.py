@@ -3,7 +3,9 @@
 Sections, in the order they run: ``produce``, ``api`` (both share one
 interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink
 and the dashboard). A section
-that fails is recorded in the report (``errors``) and the others still run.
+that fails is recorded in the report (``errors``) and the others still run. Ctrl-C stops
+everything the run started (broker, Spark, API processes), saves the finished sections and
+raises :class:`~bench.errors.BenchInterrupted`.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.apiserver import STOPPED_BY_INTERRUPT
 from bench.consume import ConsumeOptions, run_consume
 from bench.environment import BenchEnvironment
-from bench.errors import BenchError
+from bench.errors import BenchError, BenchInterrupted
 from bench.jdbc import JdbcOptions, run_jdbc
 from bench.latency import LatencyOptions, run_latency
 from bench.produce import ProduceOptions, run_produce_and_api
@@ -66,21 +69,34 @@ def run_bench(settings: Settings, options: BenchOptions) -> BenchReport:
     started = time.monotonic()
     report = BenchReport(started=time.strftime("%Y-%m-%d %H:%M:%S"), command=options.command,
                          environment=_machine(settings))
-    with BenchEnvironment(settings, keep=options.keep) as env:
-        report.environment["kafka"] = (f"local broker {settings.kafka_version}" if env.broker
-                                       else f"cluster at {settings.bootstrap_servers}")
-        selected = options.sections
-        steps = [s for s in selected if s != "api" or "produce" not in selected]
-        for number, section in enumerate(steps, start=1):
-            title = "produce + api" if section == "produce" and "api" in selected else section
-            log.info("=== section {}/{}: {} ===", number, len(steps), title)
-            began = time.monotonic()
-            try:
-                _run_section(section, env, options, report)
-            except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
-                report.errors[title] = f"{type(exc).__name__}: {exc}"
-                log.opt(exception=exc).error("Section {} failed: {}", title, exc)
-            log.info("=== {} done in {:.0f} s ===", title, time.monotonic() - began)
+    env = BenchEnvironment(settings, keep=options.keep)
+    where = "the start of the local Kafka broker"
+    finished = 0
+    try:
+        with env:
+            report.environment["kafka"] = (f"local broker {settings.kafka_version}" if env.broker
+                                           else f"cluster at {settings.bootstrap_servers}")
+            selected = options.sections
+            steps = [s for s in selected if s != "api" or "produce" not in selected]
+            for number, section in enumerate(steps, start=1):
+                title = "produce + api" if section == "produce" and "api" in selected else section
+                where = f"section {number}/{len(steps)} ({title})"
+                log.info("=== section {}/{}: {} ===", number, len(steps), title)
+                began = time.monotonic()
+                try:
+                    _run_section(section, env, options, report)
+                except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+                    report.errors[title] = f"{type(exc).__name__}: {exc}"
+                    log.opt(exception=exc).error("Section {} failed: {}", title, exc)
+                log.info("=== {} done in {:.0f} s ===", title, time.monotonic() - began)
+                finished += 1
+    except KeyboardInterrupt:  # Ctrl-C: `with env` has stopped the broker, Spark and the APIs
+        saved = None
+        if finished:
+            report.errors[where] = "interrupted"
+            report.elapsed_s = time.monotonic() - started
+            saved, _ = report.save(options.out_dir)
+        raise BenchInterrupted(where, STOPPED_BY_INTERRUPT + env.stopped, saved) from None
     report.environment["load average after"] = _load()
     report.elapsed_s = time.monotonic() - started
     report.save(options.out_dir)

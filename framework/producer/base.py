@@ -239,7 +239,8 @@ class ProducerABC:
         finally:
             self._clients.close()
             self.summary = self._summary()
-            self.log.log("ERROR" if error else "INFO", "{}{}", self.summary.line(),
+            self.log.log(("WARNING" if isinstance(error, KeyboardInterrupt) else "ERROR") if error else "INFO", "{}{}",
+                         self.summary.line(),
                          f" (ended by {type(error).__name__})" if error else "")
         return self.summary
 
