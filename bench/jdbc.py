@@ -32,7 +32,7 @@ TOPIC = "production_line"
 @dataclass(frozen=True)
 class JdbcOptions:
     records: int = 200_000
-    repeat: int = 2
+    repeat: int = 3
 
 
 def production_frame(spark: Any, records: int) -> Any:
