@@ -231,10 +231,10 @@ function el(parent, tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   parent.appendChild(e); return e;
 }
-function ceiling(max) {  // a round top for the y axis: 1, 2, 2.5 or 5 times a power of ten
+function ceiling(max) {  // a round top for the y axis (ticks at its quarters): 1, 2, 3, 4, 5, 6, 8 or 10 x 10^k
   if (!(max > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(max)));
-  return [1, 2, 2.5, 5, 10].map(f => f * p).find(v => v >= max);
+  return [1, 2, 3, 4, 5, 6, 8, 10].map(f => f * p).find(v => v >= max * (1 - 1e-9));
 }
 // One chart: categories on x, each series {name, values, color, line} as grouped bars or a line with markers.
 function chart(id, title, cats, series) {
