@@ -29,8 +29,8 @@ setup(
         "matplotlib>=3.8",  # PNG charts of the production report
         # PostgreSQL driver (local server management, JDBC sink ledger, dashboard); binary wheels, no libpq build.
         "psycopg[binary]>=3.2",
-        # the dashboard's charts: plotly.js as shipped inside the plotly wheel (no npm step, no CDN)
-        "plotly>=6",
+        # the dashboard's answers gzip-compressed (its charts are inline SVG drawn by the page: no chart bundle)
+        "flask-compress>=1.15",
         # Simulation sources (framework/sources/simulation.py): cadCAD's configuration and engine; 0.5.3 is the
         # newest release and works on Python 3.11 with pandas 3.
         "cadCAD==0.5.3",

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from framework import cli
 from bench.consume import ConsumeOptions
+from bench.dashboard import DashboardOptions
 from bench.jdbc import JdbcOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
@@ -54,6 +55,8 @@ DEFAULTS = {
     "sim_runs": (2, 4),
     "sim_timesteps": (600, 2000),
     "jdbc_records": (100_000, 500_000),
+    "jdbc_repeat": (3, 5),  # a write of 100,000 rows swings by 2x between runs on a busy machine: an odd count
+    "dashboard_loads": (3, 5),
 }
 
 
@@ -118,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("jdbc")
     g.add_argument("--jdbc-records", type=RECORDS, default=None,
                    help="rows per JDBC write, sink and plain df.write.jdbc (quick 100000, full 500000)")
+    g.add_argument("--jdbc-repeat", type=cli.bounded_int(1, MAX_REPEAT), default=None,
+                   help="interleaved rounds of the sink and df.write.jdbc, medians reported (quick 3, full 5)")
+    g = p.add_argument_group("dashboard")
+    g.add_argument("--dashboard-loads", type=cli.bounded_int(1, MAX_REPEAT), default=None,
+                   help="cold-cache page loads in chromium, median reported (quick 3, full 5)")
     g = p.add_argument_group("profile")
     g.add_argument("--profile-records", type=RECORDS, default=None,
                    help="records per profile run (quick 30000, full 200000)")
@@ -137,7 +145,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         return DEFAULTS[name][mode] if value is None else value
 
     for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
-                 "sim_runs", "sim_timesteps", "jdbc_records"):
+                 "sim_runs", "sim_timesteps", "jdbc_records", "jdbc_repeat", "dashboard_loads"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -166,7 +174,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         sweep=SweepOptions(grid=grid, records=pick("sweep_records"), record_size=args.record_size, rate=args.rate,
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
         simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
-        jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("repeat")),
+        jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("jdbc_repeat")),
+        dashboard=DashboardOptions(loads=pick("dashboard_loads")),
         profile=ProfileOptions(records=pick("profile_records"), processes=tuple(pick("processes"))))
 
 

@@ -53,6 +53,7 @@ class BenchEnvironment:
         self._count = 0
         self._stoppers: list[tuple[str, Callable[[], Any]]] = []
         self.stopped: list[str] = []  # what close() stopped, for the closing line of an interrupted run
+        self._postgres: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "BenchEnvironment":
@@ -178,6 +179,29 @@ class BenchEnvironment:
         if self._classpath is None:
             self._classpath = tools_classpath(self.settings.kafka_version, self.settings.cache_dir)
         return self._classpath
+
+    @property
+    def postgres(self) -> Any:
+        """The :class:`~framework.local.postgres.PostgresTarget` of the jdbc and dashboard sections.
+
+        ``PIPELINE_POSTGRES_URL`` when set, else a local server on a free port in the
+        work directory, started on first use and stopped on exit.
+        """
+        if self._postgres is None:
+            from framework.local.postgres import LocalPostgres, PostgresTarget
+
+            if not self.settings.uses_local_postgres:
+                self._postgres = PostgresTarget.parse(self.settings.postgres_url)
+            else:
+                pg_dir = self.path("pg", "postgres").parent
+                pg_dir.mkdir(exist_ok=True)
+                for directory in (self.workdir, pg_dir):  # the server runs as the postgres user when we are root
+                    directory.chmod(0o711)
+                pg = LocalPostgres(state_dir=pg_dir / "postgres", port=free_port())
+                pg.start()
+                self.track("local PostgreSQL", pg.stop)
+                self._postgres = pg.target
+        return self._postgres
 
     def path(self, *parts: str) -> Path:
         """A path inside the work directory (parents created)."""

@@ -1,8 +1,8 @@
 """Run the selected benchmark sections in one environment and collect one :class:`BenchReport`.
 
 Sections, in the order they run: ``produce``, ``api`` (both share one
-interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink
-and the dashboard). A section
+interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink),
+``dashboard`` (its first load in chromium). A section
 that fails is recorded in the report (``errors``) and the others still run. Ctrl-C stops
 everything the run started (broker, Spark, API processes), saves the finished sections and
 raises :class:`~bench.errors.BenchInterrupted`.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.apiserver import STOPPED_BY_INTERRUPT
 from bench.consume import ConsumeOptions, run_consume
+from bench.dashboard import DashboardOptions, run_dashboard
 from bench.environment import BenchEnvironment
 from bench.errors import BenchError, BenchInterrupted
 from bench.jdbc import JdbcOptions, run_jdbc
@@ -31,7 +32,7 @@ from framework.settings import Settings
 
 log = get_logger("bench")
 
-SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc")
+SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc", "dashboard")
 PLOT_FILE = "sweep.png"
 
 
@@ -52,6 +53,7 @@ class BenchOptions:
     command: str = "python cmd/bench_cmd.py"
     extra: dict = field(default_factory=dict)
     simulate: SimulateOptions = field(default_factory=SimulateOptions)
+    dashboard: DashboardOptions = DashboardOptions()
 
 
 def check_sections(names: list[str]) -> tuple[str, ...]:
@@ -119,6 +121,8 @@ def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, rep
         run_profile(env, options.profile, report)
     elif section == "jdbc":
         run_jdbc(env, options.jdbc, report)
+    elif section == "dashboard":
+        run_dashboard(env, options.dashboard, report)
 
 
 def _machine(settings: Settings) -> dict[str, str]:

@@ -309,37 +309,48 @@ class JdbcWriter(ForeachBatchWriter):
                 log.info("{} batch {} -> {}: applied before (ledger), skipped", topic, batch_id, ledger_target)
                 return
             partials = self._prepare_tables(conn, df, topic, table, aggregations, quarantine)
-            rows = df.count() if table is None else 0  # else counted in the staging table (no Spark pass)
+            rows = df.count() if table is None else 0  # else counted by the apply (no Spark pass)
             if table is not None:
                 staging = staging_name(table, topic)
-                conn.execute(f"TRUNCATE {q.ident(staging)}")
+                conn.execute(f"TRUNCATE {q.ident(staging)}")  # rows of an attempt that crashed before its commit
                 conn.commit()
                 self._stage(df, staging)
             merged = collect_partials(partials)
             end = batch_end_offsets(Path(self.settings.checkpoint_root) / self.consumer_name / topic, batch_id)
             with conn.transaction():
                 if table is not None:
-                    rows = conn.execute(f"SELECT count(*) FROM {q.ident(staging)}").fetchone()[0]
-                    conn.execute(self._apply_sql(table, staging, df.columns))
-                claim = (self.consumer_name, ledger_target, batch_id, rows)
-                if conn.execute(q.ledger_claim(), claim).fetchone() is None:
+                    rows = self._apply_staged(conn, table, staging, df.columns)
+                # one round trip from here to the commit: the ledger row, the aggregates' merges, the health row
+                with conn.pipeline():
+                    claimed = conn.execute(q.ledger_claim(), (self.consumer_name, ledger_target, batch_id, rows))
+                    for agg, values in merged:
+                        if values:
+                            with conn.cursor() as cur:
+                                cur.executemany(agg.merge_sql(), values)
+                    conn.execute(q.health_upsert(), (self.consumer_name, topic, 0 if quarantine else 1,
+                                                     0 if quarantine else rows, rows if quarantine else 0, batch_id,
+                                                     rows, json.dumps(end) if end else None))
+                if claimed.fetchone() is None:  # rolls the whole transaction back
                     raise ConsumerError(f"Batch {batch_id} of {ledger_target} was applied by another writer while "
                                         "this one staged it; run one instance of a consumer at a time.")
-                for agg, values in merged:
-                    if values:
-                        with conn.cursor() as cur:
-                            cur.executemany(agg.merge_sql(), values)
-                conn.execute(q.health_upsert(), (self.consumer_name, topic, 0 if quarantine else 1,
-                                                 0 if quarantine else rows, rows if quarantine else 0, batch_id,
-                                                 rows, json.dumps(end) if end else None))
         log.info("{} batch {} -> {}: {} rows{} applied in {:.2f}s", topic, batch_id, ledger_target, rows,
                  f" + {len(merged)} aggregate(s)" if merged else "", time.monotonic() - t0)
 
-    def _apply_sql(self, table: str, staging: str, columns: Sequence[str]) -> str:
-        if self.insert_mode == "upsert" and not table.endswith(QUARANTINE_SUFFIX):
+    def _apply_staged(self, conn: Any, table: str, staging: str, columns: Sequence[str]) -> int:
+        """Apply the staging table to ``table``; returns the number of rows staged.
+
+        An append's count is the INSERT's own row count (no second scan of the
+        staging table); an upsert keeps one row per key, so its staged rows are counted first.
+        """
+        if self._upserts(table):
             order = [c for c in ORDER_COLUMNS if c in columns]
-            return q.apply_upsert(table, staging, columns, self.pk_fields, order)
-        return q.apply_insert(table, staging, columns)
+            rows = int(conn.execute(f"SELECT count(*) FROM {q.ident(staging)}").fetchone()[0])
+            conn.execute(q.apply_upsert(table, staging, columns, self.pk_fields, order))
+            return rows
+        return int(conn.execute(q.apply_insert(table, staging, columns)).rowcount)
+
+    def _upserts(self, table: str) -> bool:
+        return self.insert_mode == "upsert" and not table.endswith(QUARANTINE_SUFFIX)
 
     def _stage(self, df: "DataFrame", staging: str) -> None:
         """Spark's JDBC writer appends the batch to the staging table (in parallel, one connection per task)."""

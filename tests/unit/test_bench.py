@@ -288,6 +288,17 @@ def test_quick_options_and_overrides(tmp_path):
         build_parser().parse_args(["--records", "0"])
 
 
+def test_jdbc_and_dashboard_options():
+    settings = Settings.from_env()
+    quick = options_from_args(build_parser().parse_args(["--quick", "--only", "dashboard,jdbc"]), settings)
+    assert quick.sections == ("jdbc", "dashboard") and quick.sections[-1] == SECTIONS[-1]
+    assert quick.jdbc.repeat == 3 and quick.jdbc.records == 100_000 and quick.dashboard.loads == 3
+    custom = options_from_args(build_parser().parse_args(["--jdbc-repeat", "1", "--dashboard-loads", "7"]), settings)
+    assert custom.jdbc.repeat == 1 and custom.dashboard.loads == 7
+    with pytest.raises(BenchError, match="--dashboard-loads must be at least 1, not 0"):
+        options_from_args(build_parser().parse_args(["--dashboard-loads", "0"]), settings)
+
+
 def test_cluster_dimensions_leave_out_impossible_points_and_order_by_broker_count():
     grid = SweepGrid(partitions=(3,), batch_size=(16384,), linger_ms=(0,), compression=("none",), acks=("all",),
                      brokers=(3, 1), replication_factor=(1, 2, 3), min_insync_replicas=(1, 2))
