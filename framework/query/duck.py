@@ -64,6 +64,7 @@ class DuckEngine:
                 identifiers = []
             for ident in identifiers:
                 self._iceberg[ident[-1]] = f"{namespace}.{ident[-1]}"
+            self._declare_iceberg()
         self.parquet = table_dirs(self.output_dir)
         if self.parquet:
             self.con.execute("CREATE SCHEMA IF NOT EXISTS parquet")
@@ -72,6 +73,23 @@ class DuckEngine:
             self.con.execute(f'CREATE OR REPLACE VIEW parquet."{name}" AS SELECT * FROM {source}')
             if name not in self._iceberg:
                 self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM parquet."{name}"')
+
+    def _declare_iceberg(self) -> None:
+        """Every Iceberg table under its name at once, empty until a statement names it (then :meth:`_register`
+        loads its rows), so ``SHOW TABLES`` and ``DESCRIBE <table>`` answer like Trino's without a scan.
+        Its schema is read from the table's metadata only when it is not yet registered."""
+        import pyarrow as pa
+
+        schema = self.settings.iceberg_namespace
+        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for name, full in self._iceberg.items():
+            try:
+                arrow_schema = self._catalog.load_table(full).schema().as_arrow()
+            except Exception as exc:  # noqa: BLE001 - a table dropped meanwhile: it fails when named
+                log.debug("Iceberg table {} not declared: {}", full, exc)
+                continue
+            self.con.register(name, pa.Table.from_batches([], schema=arrow_schema))
+            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM main."{name}"')
 
     def _open_catalog(self) -> Any:
         from framework.local.postgres import LocalPostgres
@@ -106,12 +124,10 @@ class DuckEngine:
             snapshot_id = snapshot.snapshot_id if snapshot else None
             if name in self._loaded and self._loaded[name] == snapshot_id:
                 continue
-            arrow = table.scan().to_arrow()
-            self.con.register(f"__iceberg_{name}", arrow)
-            self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__iceberg_{name}"')
+            self.con.register(name, table.scan().to_arrow())
             schema = self.settings.iceberg_namespace
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM "__iceberg_{name}"')
+            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM main."{name}"')
             self._loaded[name] = snapshot_id
 
     # ------------------------------------------------------------------ statements
