@@ -20,6 +20,7 @@ from bench.jdbc import JdbcOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
 from bench.profile import ProfileOptions
+from bench.query import QueryOptions
 from bench.simulate import SimulateOptions
 from bench.runner import SECTIONS, BenchOptions, check_sections, run_bench
 from bench.sweep import FULL_GRID, QUICK_GRID, SweepGrid, SweepOptions, parse_values
@@ -38,6 +39,8 @@ DEFAULTS = {
     "sim_runs": (2, 4),
     "sim_timesteps": (600, 2000),
     "jdbc_records": (100_000, 500_000),
+    "game_events": (5_000, 20_000),
+    "iceberg_records": (100_000, 500_000),
 }
 
 
@@ -92,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("jdbc")
     g.add_argument("--jdbc-records", type=int, default=None,
                    help="rows per JDBC write, sink and plain df.write.jdbc (quick 100000, full 500000)")
+    g = p.add_argument_group("iceberg and trino")
+    g.add_argument("--query-runs", type=int, default=20, help="rounds of the seeds' and the demo's statements per "
+                                                               "engine (default 20)")
+    g.add_argument("--game-events", type=int, default=None,
+                   help="game events behind the queried Iceberg tables (quick 5000, full 20000)")
+    g.add_argument("--iceberg-records", type=int, default=None,
+                   help="records the Iceberg consumer and the batch append read (quick 100000, full 500000)")
     g = p.add_argument_group("profile")
     g.add_argument("--profile-records", type=int, default=None,
                    help="records per profile run (quick 30000, full 200000)")
@@ -110,7 +120,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         return DEFAULTS[name][mode] if value is None else value
 
     for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
-                 "sim_runs", "sim_timesteps", "jdbc_records"):
+                 "sim_runs", "sim_timesteps", "jdbc_records", "game_events", "iceberg_records", "query_runs"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -142,6 +152,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
                            reference=not args.no_sweep_reference, latency_budget_ms=args.latency_budget_ms),
         simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
         jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("repeat")),
+        query=QueryOptions(runs=args.query_runs, game_events=pick("game_events"),
+                           consume_records=pick("iceberg_records"), repeat=1 if args.quick else pick("repeat")),
         profile=ProfileOptions(records=pick("profile_records"),
                                processes=parse_values(pick("processes"), "--processes")))
 

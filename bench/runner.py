@@ -2,7 +2,8 @@
 
 Sections, in the order they run: ``produce``, ``api`` (both share one
 interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink
-and the dashboard). A section
+and the dashboard), ``iceberg`` (the Iceberg consumer, ``pipeline query`` against
+``--engine spark``) and ``trino`` (warm Trino against DuckDB). A section
 that fails is recorded in the report (``errors``) and the others still run.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.jdbc import JdbcOptions, run_jdbc
 from bench.latency import LatencyOptions, run_latency
 from bench.produce import ProduceOptions, run_produce_and_api
 from bench.profile import ProfileOptions, run_profile
+from bench.query import QueryOptions, run_iceberg, run_trino
 from bench.report import BenchReport
 from bench.simulate import SimulateOptions, run_simulate
 from bench.sweep import SweepOptions, run_sweep
@@ -28,7 +30,7 @@ from framework.settings import Settings
 
 log = get_logger("bench")
 
-SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc")
+SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc", "iceberg", "trino")
 PLOT_FILE = "sweep.png"
 
 
@@ -49,6 +51,7 @@ class BenchOptions:
     command: str = "python cmd/bench_cmd.py"
     extra: dict = field(default_factory=dict)
     simulate: SimulateOptions = field(default_factory=SimulateOptions)
+    query: QueryOptions = QueryOptions()
 
 
 def check_sections(names: list[str]) -> tuple[str, ...]:
@@ -103,6 +106,10 @@ def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, rep
         run_profile(env, options.profile, report)
     elif section == "jdbc":
         run_jdbc(env, options.jdbc, report)
+    elif section == "iceberg":
+        run_iceberg(env, options.query, report)
+    elif section == "trino":
+        run_trino(env, options.query, report)
 
 
 def _machine(settings: Settings) -> dict[str, str]:

@@ -117,8 +117,8 @@ def find_jdk(java_home: str = "", roots: Iterable[Path] = JDK_ROOTS,
         return home, version
     seen = ", ".join(f"{h} (Java {'.'.join(map(str, v))})" for v, h in versions) or "none"
     raise TrinoError(f"Trino needs a Java {need}+ JDK and none was found in JAVA_HOME, /usr/lib/jvm or /opt "
-                     f"(found: {seen}); install one (e.g. `apt-get install temurin-25-jdk` from Adoptium's "
-                     "repository) and set PIPELINE_TRINO_JAVA_HOME to it.")
+                     f"(found: {seen}); install one, such as Eclipse Temurin 25, and set "
+                     "PIPELINE_TRINO_JAVA_HOME to its directory.")
 
 
 def artifact_urls(version: str) -> dict[str, str]:

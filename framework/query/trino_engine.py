@@ -33,6 +33,9 @@ from framework.settings import Settings
 log = get_logger("query")
 
 USER = "pipeline"
+#: the statements the seeds typed into Presto over their game tables, run verbatim (docs/trino.md)
+SEED_STATEMENTS = ("show tables", "describe purchases", "select * from purchases", "select count(*) from purchases",
+                   "select avg(cast(strength as integer)) from purchases")
 
 
 def trino_url(settings: Settings) -> str:
