@@ -75,20 +75,16 @@ class DuckEngine:
                 self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM parquet."{name}"')
 
     def _declare_iceberg(self) -> None:
-        """Every Iceberg table under its name at once, empty until a statement names it (then :meth:`_register`
-        loads its rows), so ``SHOW TABLES`` and ``DESCRIBE <table>`` answer like Trino's without a scan.
-        Its schema is read from the table's metadata only when it is not yet registered."""
+        """Every Iceberg table under its name at once, so ``SHOW TABLES`` lists them as Trino does, without
+        reading any table's metadata: an empty stand-in until a statement names the table (``DESCRIBE t``
+        included), when :meth:`_register` replaces it with the table's rows."""
         import pyarrow as pa
 
         schema = self.settings.iceberg_namespace
         self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        for name, full in self._iceberg.items():
-            try:
-                arrow_schema = self._catalog.load_table(full).schema().as_arrow()
-            except Exception as exc:  # noqa: BLE001 - a table dropped meanwhile: it fails when named
-                log.debug("Iceberg table {} not declared: {}", full, exc)
-                continue
-            self.con.register(name, pa.Table.from_batches([], schema=arrow_schema))
+        stand_in = pa.table({"not_loaded": pa.array([], pa.int8())})
+        for name in self._iceberg:
+            self.con.register(name, stand_in)
             self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM main."{name}"')
 
     def _open_catalog(self) -> Any:
