@@ -38,6 +38,8 @@ setup(
         # JDBC catalog tables in PostgreSQL as Spark; DuckDB answers SQL over them in-process.
         "pyiceberg[sql-postgres]>=0.10,<0.13",
         "duckdb>=1.1",
+        # `pipeline query --engine trino`: Trino's own DB-API client (its REST protocol, paging, errors)
+        "trino>=0.330",
     ],
     package_data={"framework": ["py.typed"]},  # PEP 561: the framework's type hints are part of its API
     extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3",

@@ -24,6 +24,7 @@ from bench.jdbc import JdbcOptions
 from bench.latency import LatencyOptions
 from bench.produce import ProduceOptions
 from bench.profile import ProfileOptions
+from bench.query import QueryOptions
 from bench.simulate import SimulateOptions
 from bench.runner import SECTIONS, BenchOptions, check_sections, run_bench
 from bench.sweep import FULL_GRID, QUICK_GRID, SweepGrid, SweepOptions, parse_values
@@ -57,6 +58,8 @@ DEFAULTS = {
     "jdbc_records": (100_000, 500_000),
     "jdbc_repeat": (3, 5),  # a write of 100,000 rows swings by 2x between runs on a busy machine: an odd count
     "dashboard_loads": (3, 5),
+    "game_events": (5_000, 20_000),
+    "iceberg_records": (100_000, 500_000),
 }
 
 
@@ -126,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("dashboard")
     g.add_argument("--dashboard-loads", type=cli.bounded_int(1, MAX_REPEAT), default=None,
                    help="cold-cache page loads in chromium, median reported (quick 3, full 5)")
+    g = p.add_argument_group("iceberg and trino")
+    g.add_argument("--query-runs", type=cli.bounded_int(1, MAX_REPEAT), default=20,
+                   help="rounds of the seeds' and the demo's statements per "
+                        "engine (default 20)")
+    g.add_argument("--game-events", type=RECORDS, default=None,
+                   help="game events behind the queried Iceberg tables (quick 5000, full 20000)")
+    g.add_argument("--iceberg-records", type=RECORDS, default=None,
+                   help="records the Iceberg consumer and the batch append read (quick 100000, full 500000)")
     g = p.add_argument_group("profile")
     g.add_argument("--profile-records", type=RECORDS, default=None,
                    help="records per profile run (quick 30000, full 200000)")
@@ -145,7 +156,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         return DEFAULTS[name][mode] if value is None else value
 
     for name in ("repeat", "records", "consume_records", "consume_repeat", "sweep_records", "profile_records",
-                 "sim_runs", "sim_timesteps", "jdbc_records", "jdbc_repeat", "dashboard_loads"):
+                 "sim_runs", "sim_timesteps", "jdbc_records", "jdbc_repeat", "dashboard_loads", "game_events",
+                 "iceberg_records", "query_runs"):
         if pick(name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, not {pick(name)}.")
     base = QUICK_GRID if args.quick else FULL_GRID
@@ -176,6 +188,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> BenchOpti
         simulate=SimulateOptions(runs=pick("sim_runs"), timesteps=pick("sim_timesteps"), spark=not args.no_sim_spark),
         jdbc=JdbcOptions(records=pick("jdbc_records"), repeat=pick("jdbc_repeat")),
         dashboard=DashboardOptions(loads=pick("dashboard_loads")),
+        query=QueryOptions(runs=args.query_runs, game_events=pick("game_events"),
+                           consume_records=pick("iceberg_records"), repeat=1 if args.quick else pick("repeat")),
         profile=ProfileOptions(records=pick("profile_records"), processes=tuple(pick("processes"))))
 
 

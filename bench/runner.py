@@ -2,7 +2,8 @@
 
 Sections, in the order they run: ``produce``, ``api`` (both share one
 interleaved loop), ``consume``, ``latency``, ``simulate``, ``sweep``, ``profile``, ``jdbc`` (the PostgreSQL sink),
-``dashboard`` (its first load in chromium). A section
+``dashboard`` (its first load in chromium), ``iceberg`` (the Iceberg consumer, ``pipeline query`` against
+``--engine spark``) and ``trino`` (warm Trino against DuckDB). A section
 that fails is recorded in the report (``errors``) and the others still run. Ctrl-C stops
 everything the run started (broker, Spark, API processes), saves the finished sections and
 raises :class:`~bench.errors.BenchInterrupted`.
@@ -24,6 +25,7 @@ from bench.jdbc import JdbcOptions, run_jdbc
 from bench.latency import LatencyOptions, run_latency
 from bench.produce import ProduceOptions, run_produce_and_api
 from bench.profile import ProfileOptions, run_profile
+from bench.query import QueryOptions, run_iceberg, run_trino
 from bench.report import BenchReport
 from bench.simulate import SimulateOptions, run_simulate
 from bench.sweep import SweepOptions, run_sweep
@@ -32,7 +34,8 @@ from framework.settings import Settings
 
 log = get_logger("bench")
 
-SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc", "dashboard")
+SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc", "dashboard", "iceberg",
+            "trino")
 PLOT_FILE = "sweep.png"
 
 
@@ -54,6 +57,7 @@ class BenchOptions:
     extra: dict = field(default_factory=dict)
     simulate: SimulateOptions = field(default_factory=SimulateOptions)
     dashboard: DashboardOptions = DashboardOptions()
+    query: QueryOptions = QueryOptions()
 
 
 def check_sections(names: list[str]) -> tuple[str, ...]:
@@ -123,6 +127,10 @@ def _run_section(section: str, env: BenchEnvironment, options: BenchOptions, rep
         run_jdbc(env, options.jdbc, report)
     elif section == "dashboard":
         run_dashboard(env, options.dashboard, report)
+    elif section == "iceberg":
+        run_iceberg(env, options.query, report)
+    elif section == "trino":
+        run_trino(env, options.query, report)
 
 
 def _machine(settings: Settings) -> dict[str, str]:

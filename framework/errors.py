@@ -89,3 +89,7 @@ class OutputError(FrameworkError):
 
 class SinkSchemaError(FrameworkError, ValueError):
     """A batch does not fit its database table, or a sink's table, key or aggregation is declared wrongly."""
+
+
+class TrinoError(FrameworkError):
+    """The local Trino server could not be had (no Java 24+, download failed) or does not answer."""

@@ -113,6 +113,12 @@ def _warehouse(value: Any) -> str | None:
             "schemes " + ", ".join(f"{s}://" for s in WAREHOUSE_SCHEMES) + " (S3 is s3a://)")
 
 
+def _trino_url(value: Any) -> str | None:
+    if value == "" or re.match(r"^https?://[^\s/:]+(:\d{1,5})?/?$", value):
+        return None
+    return "empty (start the local Trino) or a URL like http://trino:8080"
+
+
 def _identifier(value: Any) -> str | None:
     return None if _IDENTIFIER.match(value) else "a SQL identifier (letters, digits, _; not starting with a digit)"
 
@@ -188,6 +194,18 @@ class Settings:
     iceberg_compact_every: int = _setting(
         0, "IcebergWriter rewrites small data files every N batches of a table; 0 = never (use `tables compact`)",
         _non_negative)
+
+    # Trino (pipeline trino, query --engine trino)
+    trino_url: str = _setting(
+        "", "Trino to query, http://host:port; empty means start (or reuse) the local Trino", _trino_url)
+    trino_version: str = _setting("476", "Trino release the local server runs (server and Iceberg plugin from "
+                                  "Maven Central)")
+    trino_port: int = _setting(8080, "HTTP port of the local Trino (127.0.0.1)", _port)
+    trino_heap: str = _setting("2g", "JVM heap (-Xmx) of the local Trino", _memory)
+    trino_java_home: str = _setting(
+        "", "JDK the local Trino runs on (Java 24.0.1 or newer); empty means the newest such JDK in JAVA_HOME, "
+        "/usr/lib/jvm or /opt")
+    trino_start_timeout: float = _setting(180.0, "seconds to wait for the local Trino to answer", _seconds)
 
     api_host: str = _setting("127.0.0.1", "address the streaming API binds to")
     api_port: int = _setting(5000, "port of the streaming API", _port)
@@ -273,6 +291,11 @@ class Settings:
     def uses_local_postgres(self) -> bool:
         """True when no external PostgreSQL server is configured."""
         return self.postgres_url == ""
+
+    @property
+    def uses_local_trino(self) -> bool:
+        """True when no running Trino is configured (``query --engine trino`` starts the local one)."""
+        return self.trino_url == ""
 
     @property
     def warehouse_url(self) -> str:

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "bench.command:main",
     "postgres": "framework.commands.postgres:main",
     "tables": "framework.commands.tables:main",
+    "trino": "framework.commands.trino:main",
     "dashboard": "apps.dashboard:main",
     "production-line": "apps.production_line_demo:main",
 }
@@ -30,7 +31,7 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "run": "run the whole pipeline on this machine (broker, API, producers, Parquet consumer, report)",
     "produce": "stream HTTP NDJSON endpoints into Kafka topics, exactly once across restarts",
     "consume": "consume Kafka topics with a Spark consumer and write them (Parquet, console, ...)",
-    "query": "run a Spark SQL statement over the Parquet tables",
+    "query": "SQL over the Iceberg and Parquet tables (DuckDB; --engine spark or trino)",
     "admin": "create, delete, list and describe Kafka topics; show the settings",
     "broker": "start, stop or inspect the local Kafka broker (or cluster)",
     "api": "serve the JSON Lines files of the data directory as HTTP streams",
@@ -39,6 +40,7 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "bench": "measure throughput and latency against a reference (from a source checkout)",
     "postgres": "start, stop or inspect the local PostgreSQL server (or check the configured one)",
     "tables": "Iceberg tables: list, describe, history, compact, expire",
+    "trino": "start, stop or inspect the local Trino 476 over the Iceberg tables (query --engine trino)",
     "dashboard": "the live dashboard of the production-line tables and the pipeline's health (127.0.0.1)",
     "production-line": "the production-line demo: Kafka, PostgreSQL, API, producer, consumer and dashboard",
 }

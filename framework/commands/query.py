@@ -1,7 +1,8 @@
 """``python cmd/query_cmd.py "SELECT ..."``: SQL over the Iceberg tables and the Parquet tables.
 
 Default engine: embedded DuckDB (:mod:`framework.query.duck`), answers at once;
-``--engine spark`` starts Spark. Every Iceberg table of the catalog's namespace
+``--engine spark`` starts Spark; ``--engine trino`` sends the statements to Trino
+(:mod:`framework.query.trino_engine`). Every Iceberg table of the catalog's namespace
 and every Parquet table directory under ``PIPELINE_OUTPUT_DIR`` (one per topic,
 plus its ``<topic>_quarantine``) is a table under its name, so
 ``SELECT id, avg(val) FROM metrics GROUP BY id`` works as written. Without a
@@ -90,9 +91,13 @@ class SparkEngine:
 
 
 def open_engine(name: str, settings: Settings, output_dir: Path) -> Any:
-    """The engine called ``name`` (duckdb or spark), ready to run statements."""
+    """The engine called ``name`` (duckdb, spark or trino), ready to run statements."""
     if name == "spark":
         return SparkEngine(settings, output_dir)
+    if name == "trino":
+        from framework.query.trino_engine import TrinoEngine
+
+        return TrinoEngine(settings)
     from framework.query.duck import DuckEngine
 
     return DuckEngine(settings, output_dir)
@@ -130,8 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "directories): statements separated by ';', from the argument, -f FILE, stdin, or a prompt.")
     p.add_argument("sql", nargs="?", help='e.g. "SELECT id, avg(val) AS mean FROM metrics GROUP BY id"')
     p.add_argument("-f", "--file", default=None, help="run the statements of this .sql file")
-    p.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
-                   help="duckdb (default: embedded, answers at once) or spark (starts Spark)")
+    p.add_argument("--engine", choices=["duckdb", "spark", "trino"], default="duckdb",
+                   help="duckdb (default: embedded, answers at once), spark (starts Spark) or trino (Iceberg tables "
+                        "only; PIPELINE_TRINO_URL, or the local Trino, started when needed and left running)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--limit", type=cli.bounded_int(0), default=1000, help="at most this many rows (default 1000)")
     p.add_argument("--output-dir", default=None, help="Parquet tables directory (default PIPELINE_OUTPUT_DIR)")

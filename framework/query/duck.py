@@ -64,6 +64,7 @@ class DuckEngine:
                 identifiers = []
             for ident in identifiers:
                 self._iceberg[ident[-1]] = f"{namespace}.{ident[-1]}"
+            self._declare_iceberg()
         self.parquet = table_dirs(self.output_dir)
         if self.parquet:
             self.con.execute("CREATE SCHEMA IF NOT EXISTS parquet")
@@ -72,6 +73,19 @@ class DuckEngine:
             self.con.execute(f'CREATE OR REPLACE VIEW parquet."{name}" AS SELECT * FROM {source}')
             if name not in self._iceberg:
                 self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM parquet."{name}"')
+
+    def _declare_iceberg(self) -> None:
+        """Every Iceberg table under its name at once, so ``SHOW TABLES`` lists them as Trino does, without
+        reading any table's metadata: an empty stand-in until a statement names the table (``DESCRIBE t``
+        included), when :meth:`_register` replaces it with the table's rows."""
+        import pyarrow as pa
+
+        schema = self.settings.iceberg_namespace
+        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        stand_in = pa.table({"not_loaded": pa.array([], pa.int8())})
+        for name in self._iceberg:
+            self.con.register(name, stand_in)
+            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM main."{name}"')
 
     def _open_catalog(self) -> Any:
         from framework.local.postgres import LocalPostgres
@@ -106,12 +120,10 @@ class DuckEngine:
             snapshot_id = snapshot.snapshot_id if snapshot else None
             if name in self._loaded and self._loaded[name] == snapshot_id:
                 continue
-            arrow = table.scan().to_arrow()
-            self.con.register(f"__iceberg_{name}", arrow)
-            self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__iceberg_{name}"')
+            self.con.register(name, table.scan().to_arrow())
             schema = self.settings.iceberg_namespace
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM "__iceberg_{name}"')
+            self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM main."{name}"')
             self._loaded[name] = snapshot_id
 
     # ------------------------------------------------------------------ statements

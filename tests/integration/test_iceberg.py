@@ -249,6 +249,9 @@ def test_compaction_keeps_the_row_set_and_duckdb_answers_over_the_catalog(catalo
     engine = DuckEngine(settings)
     table = metrics.replace("-", "_")
     assert table in engine.tables()
+    # every Iceberg table is declared at once: SHOW TABLES lists it before a statement has named it
+    assert (table,) in engine.execute("SHOW TABLES")[1]
+    assert [r[0] for r in engine.execute(f"DESCRIBE {table}")[1]][:3] == ["id", "time", "val"]
     _, [(count, total)] = engine.execute(f"SELECT count(*), sum(id) FROM {table}")
     assert (count, total) == (200, sum(range(200)))
     with pytest.raises(QueryError, match=f"tables: .*{table}"):

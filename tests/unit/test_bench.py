@@ -331,3 +331,20 @@ def test_the_environment_starts_pipeline_broker_count_brokers(monkeypatch):
     with environment_module.BenchEnvironment(settings) as env:
         assert env.broker_count == 3 and env.bootstrap_servers == FakeKafka.bootstrap_servers
     assert started == [3, "stopped"]
+
+
+def test_iceberg_and_trino_sections_time_every_statement_of_each_round(tmp_path):
+    from bench.query import QUERIES, time_rounds
+    from framework.query.trino_engine import SEED_STATEMENTS
+
+    settings = Settings.from_env()
+    opts = options_from_args(build_parser().parse_args(["--quick", "--only", "trino,iceberg", "--out", str(tmp_path)]),
+                             settings)
+    assert opts.sections == ("iceberg", "trino")
+    assert (opts.query.runs, opts.query.game_events, opts.query.consume_records) == (20, 5_000, 100_000)
+    assert QUERIES[:5] == list(SEED_STATEMENTS) and "show tables" in QUERIES
+    seen: list[str] = []
+    times = time_rounds(seen.append, runs=2, warmup=1)
+    assert seen == QUERIES * 3 and len(times) == 2 * len(QUERIES) and all(t >= 0 for t in times)
+    with pytest.raises(BenchError, match="--query-runs must be at least 1"):
+        options_from_args(build_parser().parse_args(["--query-runs", "0"]), settings)

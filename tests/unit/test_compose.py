@@ -279,3 +279,22 @@ def test_dockerfile_builds_the_project_on_python_and_java():
                if line.strip() and not line.startswith("#")}
     for needed in ("setup.py", "framework", "apps", "cmd", "data_source", "README.md"):
         assert needed not in ignored, f".dockerignore must not exclude {needed}"
+
+
+def test_trino_serves_the_writers_jdbc_catalog_on_the_shared_warehouse(services):
+    trino = services["trino"]
+    assert trino["image"] == f"trinodb/trino:{Settings().trino_version}"
+    mounts = dict(v.split(":")[:2] for v in trino["volumes"])
+    source = ROOT / "deploy/trino/catalog/iceberg.properties"
+    assert mounts["./deploy/trino/catalog/iceberg.properties"] == "/etc/trino/catalog/iceberg.properties"
+    props = dict(line.split("=", 1) for line in source.read_text().splitlines() if line and not line.startswith("#"))
+    postgres = services["postgres"]["environment"]
+    assert props["iceberg.catalog.type"] == "jdbc"
+    assert props["iceberg.jdbc-catalog.catalog-name"] == Settings().iceberg_catalog
+    assert props["iceberg.jdbc-catalog.connection-url"] == f"jdbc:postgresql://postgres:5432/{postgres['POSTGRES_DB']}"
+    assert (props["iceberg.jdbc-catalog.connection-user"], props["iceberg.jdbc-catalog.connection-password"]) == (
+        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    output = services["consumer"]["environment"]["PIPELINE_OUTPUT_DIR"]
+    assert props["iceberg.jdbc-catalog.default-warehouse-dir"] == f"file://{output}/warehouse"
+    assert mounts["pipeline-data"] == "/data" and output.startswith("/data/")
+    assert trino["depends_on"]["postgres"]["condition"] == "service_healthy"

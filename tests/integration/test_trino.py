@@ -1,0 +1,174 @@
+"""The seeds' Presto statements on Trino 476, verbatim, against the game's Iceberg tables, next to DuckDB.
+
+The game's events go through the real broker into the shipped ``events-iceberg`` routing (a bounded run on
+the session's Spark, the catalog in the session's PostgreSQL); one local Trino serves the module. Skipped,
+with the reason printed, only where no Java 24.0.1+ JDK exists (Trino 476's own minimum).
+"""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+
+import pytest
+from kafka import KafkaProducer
+
+from apps.game_consumers import GameEventsIcebergConsumer
+from framework.admin import KafkaAdmin
+from framework.consumer.base import CONSUMERS
+from framework.errors import TrinoError
+from framework.local.kafka_broker import free_port
+from framework.local.trino import LocalTrino
+from framework.local.trino_dist import find_jdk
+from framework.query.duck import DuckEngine
+from framework.query.trino_engine import TrinoEngine
+from framework.sinks.iceberg import IcebergWriter
+from framework.testing import local_test_settings
+
+try:
+    find_jdk()
+except TrinoError as exc:  # the one reason to skip: Trino cannot run on this machine
+    pytest.skip(f"no JDK for Trino: {exc}", allow_module_level=True)
+
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.slow]
+
+#: the seeds' statements, exactly as typed into Presto
+SEED_STATEMENTS = ["show tables", "describe purchases", "select * from purchases",
+                   "select count(*) from purchases", "select avg(cast(strength as integer)) from purchases"]
+#: strengths of the purchases: 2.5 and 4.5 are ties that DuckDB rounds to even (2, 4) and Trino, like
+#: Presto, away from zero (3, 5); 7.5 rounds to 8 in both
+STRENGTHS = [0.0, 1.25, 2.5, 3.75, 4.5, 5.01, 6.49, 7.5, 9.99, 10.0]
+START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+
+
+def _events() -> list[dict]:
+    items = ["sword", "shield", "axe", "potion", "spear"]
+    out: list[dict] = []
+    for i, strength in enumerate(STRENGTHS * 3):
+        item = items[i % len(items)]
+        out.append({"event_type": f"purchase_{item}", "item": item, "strength": strength,
+                    "description": f"a test {item}"})
+    out += [{"event_type": "join_guild", "guild": g} for g in ("the-knights", "the-rangers", "the-knights")]
+    out += [{"event_type": "declare_war"}, {"event_type": "declare_peace"}, {"event_type": "visit"}]
+    for i, event in enumerate(out):
+        stamp = START + timedelta(seconds=i, milliseconds=123)
+        event.update(timestamp=stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", host="127.0.0.1:5001",
+                     user_agent=f"player-{i % 4}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def game_settings(kafka_broker, local_postgres, spark, tmp_path_factory):
+    """The game's Iceberg tables, written by a bounded run of the shipped routing, in a namespace of their own."""
+    workdir = tmp_path_factory.mktemp("trino")
+    settings = local_test_settings(kafka_broker, workdir).replace(
+        postgres_url=local_postgres.url, iceberg_warehouse=str(workdir / "warehouse"),
+        iceberg_namespace=f"t_{uuid.uuid4().hex[:10]}", trino_port=free_port(), log_level="INFO")
+    topic = f"it-trino-events-{uuid.uuid4().hex[:8]}"
+    with KafkaAdmin(settings) as admin:
+        admin.create_topic(topic, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    for event in _events():
+        producer.send(topic, key=event["user_agent"].encode(), value=json.dumps(event).encode())
+    producer.flush()
+    producer.close()
+    cls = type("ItTrinoGame", (GameEventsIcebergConsumer,), {
+        "name": topic, "topics": [topic], "writer": IcebergWriter(tables={topic: "events"})})
+    try:
+        with cls(settings, spark=spark) as consumer:
+            summary = consumer.run(mode="bounded")
+    finally:
+        CONSUMERS.unregister(cls.name)
+    assert summary.tables == {"purchases": 30, "joins": 3, "declarations": 2, "visits": 1}
+    return settings
+
+
+@pytest.fixture(scope="module")
+def trino(game_settings):
+    """One local Trino for the module, stopped (by its PID) afterwards."""
+    server = LocalTrino.from_settings(game_settings)
+    server.start()
+    yield server
+    assert server.stop()
+    assert server.running_pid() is None
+
+
+def _type(name: str) -> str:
+    """A column type as both engines spell it: ``timestamp(6) with time zone`` -> ``timestamp with time zone``."""
+    return name.lower().replace("(6)", "")
+
+
+def _presto_cast(value: float) -> int:
+    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _duckdb_cast(value: float) -> int:
+    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def test_the_seeds_statements_run_verbatim_on_trino_with_duckdbs_results(game_settings, trino):
+    settings = game_settings
+    engine, duck = TrinoEngine(settings, trino.url), DuckEngine(settings)
+    try:
+        results = {sql: (engine.execute(sql), duck.execute(sql)) for sql in SEED_STATEMENTS}
+    finally:
+        engine.close()
+        duck.close()
+
+    (t_cols, t_rows), (d_cols, d_rows) = results["show tables"]
+    tables = {"declarations", "events_quarantine", "joins", "purchases", "visits"}
+    assert {r[0] for r in t_rows} == {r[0] for r in d_rows} == tables
+
+    (t_cols, t_rows), (d_cols, d_rows) = results["describe purchases"]
+    assert t_cols[:2] == ["Column", "Type"] and d_cols[:2] == ["column_name", "column_type"]
+    columns = ["event_type", "timestamp", "host", "user_agent", "item", "strength", "description",
+               "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
+    assert [r[0] for r in t_rows] == [r[0] for r in d_rows] == columns
+    assert [_type(r[1]) for r in t_rows] == [_type(r[1]) for r in d_rows]
+    assert dict((r[0], r[1]) for r in t_rows)["strength"] == "double"
+
+    (t_cols, t_rows), (d_cols, d_rows) = results["select * from purchases"]
+    assert t_cols == d_cols == columns
+    assert len(t_rows) == 30 and Counter(t_rows) == Counter(d_rows)  # timestamps compare as instants
+    assert sorted(r[5] for r in t_rows) == sorted(STRENGTHS * 3)
+
+    (_, t_rows), (_, d_rows) = results["select count(*) from purchases"]
+    assert t_rows == d_rows == [(30,)]
+
+    # avg(cast(strength as integer)): equal wherever the engines cast alike; on exact .5 ties of an even
+    # integer Trino rounds away from zero (the seeds' Presto did too) and DuckDB to even
+    (_, t_rows), (_, d_rows) = results["select avg(cast(strength as integer)) from purchases"]
+    presto = sum(_presto_cast(s) for s in STRENGTHS * 3) / 30
+    duck_rule = sum(_duckdb_cast(s) for s in STRENGTHS * 3) / 30
+    assert math.isclose(t_rows[0][0], presto) and math.isclose(d_rows[0][0], duck_rule)
+    assert math.isclose(presto - duck_rule, 2 * 3 / 30)  # the two even ties (2.5, 4.5), three times each
+    without_ties = "select avg(cast(strength as integer)) from purchases where strength not in (2.5, 4.5)"
+    engine, duck = TrinoEngine(settings, trino.url), DuckEngine(settings)
+    try:
+        assert math.isclose(engine.execute(without_ties)[1][0][0], duck.execute(without_ties)[1][0][0])
+    finally:
+        engine.close()
+        duck.close()
+
+
+def test_pipeline_query_engine_trino_uses_the_running_local_trino(game_settings, trino, monkeypatch, capsys):
+    from framework.commands.query import main
+
+    settings = game_settings
+    for name, value in {"POSTGRES_URL": settings.postgres_url, "ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
+                        "ICEBERG_NAMESPACE": settings.iceberg_namespace, "TRINO_PORT": str(settings.trino_port),
+                        "STATE_DIR": str(settings.state_dir), "OUTPUT_DIR": str(settings.output_dir)}.items():
+        monkeypatch.setenv(f"PIPELINE_{name}", value)
+    assert main(["--engine", "trino", "--format", "json", "; ".join(SEED_STATEMENTS)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 5 + 12 + 30 + 1 + 1
+    assert [line["Table"] for line in lines[:5]] == ["declarations", "events_quarantine", "joins", "purchases",
+                                                     "visits"]
+    assert trino.running_pid()  # reused, not restarted, and left running
+
+    assert main(["--engine", "trino", "select * from nosuchtable"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchtable" in err and "tables: declarations, events_quarantine, joins, purchases, visits" in err
