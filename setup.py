@@ -23,7 +23,7 @@ setup(
         "orjson>=3.10",
         "matplotlib>=3.8",  # PNG charts of the production report
     ],
-    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3"]},
+    extras_require={"test": ["pytest>=8", "pytest-mock>=3.12", "pytest-timeout>=2.3", "duckdb>=1.1"]},
     entry_points={
         "pipeline.producers": [],
         # The game-events demo registers its consumer the way a user's package would.

@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,10 +45,10 @@ def register_tables(spark: Any, output_dir: Path) -> dict[str, Path]:
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
-    """A plain text table, numbers right-aligned."""
+    """A plain text table, numbers right-aligned and shown exactly (a double as its ``repr``, a decimal as its text)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
+    numeric = [all(isinstance(row[i], (int, float, Decimal)) or row[i] is None for row in rows) and rows
                for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
@@ -61,8 +62,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+        return repr(value)  # the shortest text that reads back as the same double: nothing rounded away
+    return str(value)  # Decimal's str is exact too
 
 
 def _main(args: argparse.Namespace, settings: Settings) -> int:
