@@ -135,10 +135,19 @@ def batch_report(progress: Mapping[str, Any], topic: str,
         if latest:
             lag_value = (lag_value or 0) + lag(end, latest)
     duration = (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000.0
+    input_rows = int(progress.get("numInputRows", 0))
+    rate = float(progress.get("processedRowsPerSecond") or 0.0)
+    if counts:
+        # Spark counts every read of the source: a batch whose quarantine re-reads the same
+        # offsets reports its records twice, so the records are the rows written + quarantined
+        records = counts[0] + counts[1]
+        if input_rows and records != input_rows:
+            rate = rate * records / input_rows
+        input_rows = records
     return BatchReport(
-        topic=topic, batch_id=int(progress.get("batchId", -1)), input_rows=int(progress.get("numInputRows", 0)),
+        topic=topic, batch_id=int(progress.get("batchId", -1)), input_rows=input_rows,
         written=counts[0] if counts else None, quarantined=counts[1] if counts else None,
-        rows_per_second=float(progress.get("processedRowsPerSecond") or 0.0), duration_s=duration, lag=lag_value)
+        rows_per_second=rate, duration_s=duration, lag=lag_value)
 
 
 class BatchLedger:
