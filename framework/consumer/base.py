@@ -34,6 +34,7 @@ from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, o
 from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary, checkpoint_is_fresh,
                                 committed_offsets, lag, planned_records)
 from framework.consumer.queries import QueryGroup, first_line
+from framework.consumer.values import DEFAULT_YEARS, ValueRules
 from framework.registry import Registry
 from framework.consumer.routing import Routing, parse_routed, route_tables, write_routed
 from framework.settings import Settings
@@ -103,6 +104,10 @@ class ConsumerSparkABC:
     fail_on_data_loss: ClassVar[bool] = True
     route_field: ClassVar[str | None] = None
     routes: ClassVar[Mapping[str, str] | None] = None
+    #: ``{field path: "s" | "ms" | "us"}``: TIMESTAMP fields that may hold epoch numbers (docs/parse-contract.md)
+    timestamp_units: ClassVar[Mapping[str, str]] = {}
+    #: inclusive years a TIMESTAMP or DATE value must fall in; others are quarantined
+    timestamp_years: ClassVar[tuple[int, int]] = DEFAULT_YEARS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -223,7 +228,13 @@ class ConsumerSparkABC:
         """:func:`~framework.consumer.parsing.parse_records` (or :func:`~framework.consumer.routing.parse_routed`) of a Kafka frame."""
         routing = self.routing()
         frame = kafka_frame(df)
-        return parse_routed(frame, routing) if routing else parse_records(frame, self.schema_for(topic))
+        return parse_routed(frame, routing) if routing else parse_records(frame, self.schema_for(topic),
+                                                                         self.value_rules())
+
+    @classmethod
+    def value_rules(cls) -> ValueRules:
+        """The declared timestamp units and years (:class:`~framework.consumer.values.ValueRules`)."""
+        return ValueRules(dict(cls.timestamp_units), tuple(cls.timestamp_years))
 
     # ------------------------------------------------------------------ one batch
     def process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:

@@ -49,6 +49,8 @@ from __future__ import annotations
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
+from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, mark_required,
+                                       needs_conversion, required_missing, shadow_schema)
 from framework.errors import DeclarationError
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ RESERVED_NAMES = frozenset(n.lower() for n in (*METADATA_COLUMNS, RAW_COLUMN, RE
 # internal working columns, dropped before anything is written
 _RECORD = "__pipeline_record"
 _REASON = "__pipeline_reason"
+_SHADOW = "__pipeline_shadow"
+_CHECKED = "__pipeline_checked"
 _MAX_SHOWN = 80  # characters of an offending value quoted in a reason
 
 
@@ -159,21 +163,30 @@ def resolve_schema(schema: SchemaLike, spark: "SparkSession | None" = None, owne
     return parsed
 
 
-def parse_records(df: "DataFrame", schema: "StructType") -> "DataFrame":
+def parse_records(df: "DataFrame", schema: "StructType", rules: ValueRules | None = None) -> "DataFrame":
     """``df`` plus a parsed-record column and a reason column (null for a valid row).
 
     ``df`` must have a ``raw_value`` column (string or binary). The result is
-    meant to be cached and split with :func:`split_parsed`; each value is parsed
-    once with the typed schema, and only rows with a null field are examined
-    further (as a map of JSON values, to tell "absent" from "wrong type").
+    meant to be split with :func:`split_parsed` (or observed and filtered in one
+    pass). Each value is parsed once with the shadow of ``schema`` (see
+    :mod:`framework.consumer.values`) and checked against ``docs/parse-contract.md``
+    with cheap column expressions; only a row that fails a check is examined
+    further (as a variant, to tell "absent" from "wrong type" and name the field).
+    ``rules``: declared timestamp units and the plausible years.
     """
     from pyspark.sql import functions as F
 
+    rules = rules or ValueRules()
     raw = F.col(RAW_COLUMN).cast("string")
-    record = F.from_json(raw, schema)
-    return (df.withColumn(RAW_COLUMN, raw)
-              .withColumn(_RECORD, record)
-              .withColumn(_REASON, _reason(F.col(RAW_COLUMN), F.col(_RECORD), schema)))
+    df = df.withColumn(RAW_COLUMN, raw).withColumn(_SHADOW, F.from_json(raw, shadow_schema(schema),
+                                                                        STRICT_JSON_OPTIONS))
+    shadow = F.col(_SHADOW)
+    record, problems = convert_record(shadow, schema, rules)
+    df = df.withColumn(_CHECKED, record)
+    checked = F.col(_CHECKED)
+    return (df.withColumn(_RECORD, mark_required(checked, schema))
+              .withColumn(_REASON, _reason(F.col(RAW_COLUMN), shadow, checked, schema, problems))
+              .drop(_SHADOW, _CHECKED))
 
 
 def split_parsed(parsed: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
@@ -198,13 +211,14 @@ def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
     return parsed.where(F.col(_REASON).isNotNull()).select(*quarantine_cols)
 
 
-def split_valid_invalid(df: "DataFrame", schema: SchemaLike) -> tuple["DataFrame", "DataFrame"]:
+def split_valid_invalid(df: "DataFrame", schema: SchemaLike,
+                        rules: ValueRules | None = None) -> tuple["DataFrame", "DataFrame"]:
     """Parse ``df.raw_value`` with ``schema``: (valid rows, quarantine rows).
 
     Every input row lands in exactly one of the two frames. ``schema`` may be a
     DDL string (parsed with ``df``'s session).
     """
-    return split_parsed(parse_records(df, resolve_schema(schema, df.sparkSession)))
+    return split_parsed(parse_records(df, resolve_schema(schema, df.sparkSession), rules))
 
 
 def count_parsed(parsed: "DataFrame") -> tuple[int, int]:
@@ -241,15 +255,85 @@ def observed_counts(observation: Any) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- reasons
-def _reason(raw: "Column", record: "Column", schema: "StructType") -> "Column":
+def _trailing(raw: "Column") -> "Column":
+    """True when the value is not exactly one JSON value (something but whitespace follows it).
+
+    ``[`` + value + ``]`` must be an array of one element; a value that closes that
+    bracket itself (``{"a":1}] [2``) holds a ``]`` and is read once more in full (Gson
+    checks that the whole text was consumed).
+    """
     from pyspark.sql import functions as F
 
-    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
-    values = F.from_json(raw, "map<string,variant>")  # JSON object -> {key: JSON value}; else null
+    one = F.coalesce(F.json_array_length(F.concat(F.lit("["), raw, F.lit("]"))) != 1, F.lit(True))
+    closes = (F.instr(raw, "]") > 0) & F.try_reflect(F.lit("com.google.gson.JsonParser"), F.lit("parseString"),
+                                                      raw).isNull()
+    return one | closes
+
+
+def _reason(raw: "Column", shadow: "Column", record: "Column", schema: "StructType",
+            problems: list["Column"]) -> "Column":
+    from pyspark.sql import functions as F
+
+    trailing = _trailing(raw)
+    required = required_missing(record, schema)
+    bad = reduce(lambda a, b: a | b, [shadow.isNull(), shadow[CORRUPT].isNotNull(), trailing,
+                                      *[p.isNotNull() for p in problems], *required])
+    values = F.try_parse_json(raw)  # only evaluated for a row that failed a check
     detail = (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
                .when(values.isNull(), _not_object_reason(raw))
-               .otherwise(field_problems(record, schema, values)))
-    return F.when(all_present, F.lit(None).cast("string")).otherwise(detail)
+               .when(~F.upper(F.schema_of_variant(values)).startswith("OBJECT"), _not_object_reason(raw))
+               .when(trailing, F.lit("more than one JSON value (only whitespace may follow the object)"))
+               .otherwise(_leaf_problems(record, schema, values, problems)))
+    return F.when(~bad, F.lit(None).cast("string")).otherwise(
+        F.coalesce(detail, F.lit("a value does not fit the schema")))
+
+
+def _leaf_problems(record: "Column", schema: "StructType", values: "Column", problems: list["Column"]) -> "Column":
+    """Every problem of a JSON object, in schema order, joined by ``; ``; null when there is none."""
+    from pyspark.sql import functions as F
+
+    found: list["Column"] = []
+    for f in schema.fields:
+        _walk(record[f.name], f.dataType, f.nullable, [f.name], values, found)
+    return F.nullif(F.concat_ws("; ", *found, *problems), F.lit(""))
+
+
+def _walk(typed: "Column", dtype: Any, nullable: bool, path: list[str], values: "Column",
+          found: list["Column"]) -> None:
+    """Reasons of one field: missing/null when required, wrong type when it did not convert (structs recursed)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    json = F.try_variant_get(values, "$" + "".join(f"['{p}']" for p in path), "variant")
+    name = _quote(".".join(path))
+    present = json.isNotNull() & ~F.is_variant_null(json)
+    if not nullable:
+        found.append(F.when(typed.isNull() & json.isNull(), F.lit(f"missing required field {name}"))
+                     .when(typed.isNull() & F.is_variant_null(json), F.lit(f"required field {name} is null")))
+    if needs_conversion(dtype) and not isinstance(dtype, StructType):
+        return  # a time or decimal leaf (or a container of them): its problem comes from the conversion
+    shown = _shown(F.to_json(json))
+    wrong = F.concat(F.lit(f"field {name} expected {dtype.simpleString()}, got "), shown)
+    if isinstance(dtype, StructType):
+        is_object = F.upper(F.schema_of_variant(json)).startswith("OBJECT")
+        found.append(F.when(present & ~is_object, wrong))
+        for f in dtype.fields:
+            _walk(typed[f.name], f.dataType, f.nullable, [*path, f.name], values, found)
+        return
+    if isinstance(dtype, ArrayType):
+        holes = F.exists(typed, lambda x: x.isNull())
+    elif isinstance(dtype, MapType):
+        holes = F.exists(F.map_values(typed), lambda x: x.isNull())
+    else:
+        holes = F.lit(False)
+    found.append(F.when(present & (typed.isNull() | holes), wrong))
+
+
+def _shown(text: "Column") -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.when(F.length(text) > _MAX_SHOWN, F.concat(F.substring(text, 1, _MAX_SHOWN), F.lit("..."))) \
+        .otherwise(text)
 
 
 def field_problems(record: "Column", schema: "StructType", values: "Column") -> "Column":

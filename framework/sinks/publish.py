@@ -103,6 +103,7 @@ class BatchPublisher:
                 target.unlink(missing_ok=True)  # an empty batch: a replay must not keep an older attempt
                 return None
             _fsync(single)
+            self.directory.mkdir(parents=True, exist_ok=True)
             os.replace(single, target)
             _fsync(self.directory)
         finally:

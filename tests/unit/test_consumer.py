@@ -155,7 +155,8 @@ BAD_RECORDS = {
     '{"id": 1, "val": "abc"}': "field 'val' expected double, got \"abc\"",
     '{"id": "4"}': "field 'id' expected int, got \"4\"",
     '{"id": 1.5}': "field 'id' expected int, got 1.5",
-    '{"id": 1, "time": "yesterday"}': "field 'time' expected timestamp, got \"yesterday\"",
+    '{"id": 1, "time": "yesterday"}': "field 'time' expected an ISO-8601 date-time (an epoch number needs a "
+                                      "declared unit: timestamp_units), got yesterday",
     '{"id": 1, "val": [1, 2]}': "field 'val' expected double, got [1,2]",
     '{"val": "abc"}': "missing required field 'id'; field 'val' expected double, got \"abc\"",
 }
