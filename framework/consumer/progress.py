@@ -128,7 +128,8 @@ def check_topic_identity(checkpoint: Path, topic: str, topic_id: str | None) -> 
         raise ConsumerError(
             f"Topic {topic!r} was deleted and recreated since checkpoint {checkpoint} last read it (topic id "
             f"{known}, now {topic_id}), so its offsets name records the new topic does not hold; to read the new "
-            f"topic from its start, delete {checkpoint} (or set PIPELINE_CHECKPOINT_DIR to a new directory).")
+            f"topic from its start, delete {checkpoint} and the consumer's output of this topic (or point "
+            "PIPELINE_CHECKPOINT_DIR and PIPELINE_OUTPUT_DIR at new directories).")
     if known != topic_id:
         checkpoint.mkdir(parents=True, exist_ok=True)
         marker.write_text(topic_id + "\n", encoding="utf-8")

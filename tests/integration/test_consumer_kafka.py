@@ -236,7 +236,8 @@ def test_a_topic_recreated_under_the_checkpoint_stops_the_consumer_with_the_reme
         message = str(err.value)
         assert f"Topic '{topic}' was deleted and recreated" in message and "delete " in message
         assert offsets_of(settings.output_dir / topic).__len__() == 300  # nothing written, nothing skipped
-        fresh = settings.replace(checkpoint_dir=settings.output_dir / "_new_checkpoints")
+        fresh = settings.replace(output_dir=settings.output_dir.parent / "new-output",
+                                 checkpoint_dir=settings.output_dir.parent / "new-checkpoints")
         with cls(fresh, spark=spark) as consumer:  # the remedy the sentence gives: a new checkpoint
             again = consumer.run(mode="bounded")
         assert again.rows_written == 600 and again.topics[topic].lag == 0
