@@ -296,6 +296,16 @@ class KafkaAdmin:
             raise TopicError(f"Topic {name!r} does not exist; existing topics: "
                              f"{', '.join(self.list_topics()) or 'none'}.")
 
+    def topic_id(self, name: str) -> str | None:
+        """Kafka's id of topic ``name`` (KIP-516: a UUID given at creation, new when the topic is recreated).
+
+        None when the broker gives none (before Kafka 2.8, or the all-zero id).
+        Raises :class:`~framework.errors.TopicError` when the topic does not exist.
+        """
+        value = self._describe_raw(name).get("topic_id")
+        text = str(value) if value is not None else ""
+        return text if text and text.strip("0-") else None
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Latest offset (the next one to be written) of each partition of ``topic``."""
         from kafka import TopicPartition

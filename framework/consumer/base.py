@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, cast
 
 from framework.consumer.declaration import validate_declaration
-from framework.errors import ConsumerError
+from framework.errors import ConsumerError, TopicError
 from framework.log import get_logger
 from framework.consumer.parsing import (SchemaLike, count_parsed, kafka_frame, observe_counts, observed_counts,
                                         parse_records, quarantine_rows, resolve_schema, split_parsed, valid_rows)
 from framework.consumer.progress import (BatchLedger, ConsumerSummary, ProgressTracker, TopicSummary,
-                                         checkpoint_is_fresh, committed_offsets, lag, planned_records)
+                                         check_topic_identity, checkpoint_is_fresh, committed_offsets, lag,
+                                         planned_records)
 from framework.consumer.queries import QueryGroup, first_line
 from framework.consumer.parsing import required_kept
+from framework.consumer.values import DEFAULT_YEARS, ValueRules
 from framework.registry import Registry
 from framework.consumer.routing import Routing, parse_routed, route_tables, split_routed, write_routed
 from framework.settings import Settings
@@ -104,6 +106,10 @@ class ConsumerSparkABC:
     fail_on_data_loss: ClassVar[bool] = True
     route_field: ClassVar[str | None] = None
     routes: ClassVar[Mapping[str, str] | None] = None
+    #: ``{field path: "s" | "ms" | "us"}``: TIMESTAMP fields that may hold epoch numbers (docs/parse-contract.md)
+    timestamp_units: ClassVar[Mapping[str, str]] = {}
+    #: inclusive years a TIMESTAMP or DATE value must fall in; others are quarantined
+    timestamp_years: ClassVar[tuple[int, int]] = DEFAULT_YEARS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -228,7 +234,14 @@ class ConsumerSparkABC:
         """
         routing = self._routing()
         frame = kafka_frame(df)
-        return parse_routed(frame, routing) if routing else parse_records(frame, self._schema_for(topic))
+        rules = self.value_rules()
+        return parse_routed(frame, routing, rules) if routing else parse_records(frame, self._schema_for(topic), rules)
+
+    @classmethod
+    def value_rules(cls) -> ValueRules:
+        """The declared timestamp units and years (:class:`~framework.consumer.values.ValueRules`)."""
+        low, high = cls.timestamp_years
+        return ValueRules(dict(cls.timestamp_units), (low, high))
 
     # ------------------------------------------------------------------ one batch
     def _process_batch(self, df: "DataFrame", batch_id: int, topic: str) -> tuple[int, int]:
@@ -354,6 +367,14 @@ class ConsumerSparkABC:
                 for topic, query in group.queries.items():
                     tracker.sweep(topic, query)
 
+    def _check_topic_identity(self, topic: str, checkpoint: Path) -> None:
+        """:func:`~framework.consumer.progress.check_topic_identity` with the broker's topic id."""
+        try:
+            topic_id = self.admin.topic_id(topic)
+        except TopicError:
+            return  # not created yet: the checkpoint records the id on a start that finds the topic
+        check_topic_identity(checkpoint, topic, topic_id if isinstance(topic_id, str) else None)
+
     def _check_topics(self, bounded: bool) -> None:
         existing = set(self.admin.list_topics())
         missing = [t for t in self.topics if t not in existing]
@@ -382,6 +403,7 @@ class ConsumerSparkABC:
     def _start_query(self, topic: str, mode: str, function: Callable[["DataFrame", int], None]) -> "StreamingQuery":
         routing = self._routing()  # a bad DDL string fails here, before anything starts
         checkpoint = self.checkpoint_path(topic)
+        self._check_topic_identity(topic, checkpoint)
         if routing is None:
             self.bound_writer.declare_schema(topic, self._schema_for(topic))
             self.bound_writer.prepare(topic, fresh_checkpoint=checkpoint_is_fresh(checkpoint))

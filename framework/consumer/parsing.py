@@ -49,11 +49,13 @@ from __future__ import annotations
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
+from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, mark_required,
+                                       needs_conversion, required_missing, shadow_schema)
 from framework.errors import DeclarationError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import DataType, StructType
 
 SchemaLike = Union["StructType", str]
 
@@ -67,6 +69,8 @@ RESERVED_NAMES = frozenset(n.lower() for n in (*METADATA_COLUMNS, RAW_COLUMN, RE
 # internal working columns, dropped before anything is written
 _RECORD = "__pipeline_record"
 _REASON = "__pipeline_reason"
+_BAD = "__pipeline_bad"
+_END = "__pipeline_end"  # the element after the value in the one-parse check (see check_records)
 _MAX_SHOWN = 80  # characters of an offending value quoted in a reason
 
 
@@ -159,21 +163,127 @@ def resolve_schema(schema: SchemaLike, spark: "SparkSession | None" = None, owne
     return parsed
 
 
-def parse_records(df: "DataFrame", schema: "StructType") -> "DataFrame":
+def parse_records(df: "DataFrame", schema: "StructType", rules: ValueRules | None = None) -> "DataFrame":
     """``df`` plus a parsed-record column and a reason column (null for a valid row).
 
     ``df`` must have a ``raw_value`` column (string or binary). The result is
-    meant to be cached and split with :func:`split_parsed`; each value is parsed
-    once with the typed schema, and only rows with a null field are examined
-    further (as a map of JSON values, to tell "absent" from "wrong type").
+    meant to be split with :func:`split_parsed` (or observed and filtered in one
+    pass). Each value is tokenized once (see :func:`check_records`) and checked
+    against ``docs/parse-contract.md`` with cheap column expressions; only a row
+    that fails a check, or has a null leaf, is read again (to tell "absent" from
+    "wrong type" and name the field). ``rules``: declared timestamp units and the
+    plausible years.
     """
     from pyspark.sql import functions as F
 
-    raw = F.col(RAW_COLUMN).cast("string")
-    record = F.from_json(raw, schema)
-    return (df.withColumn(RAW_COLUMN, raw)
-              .withColumn(_RECORD, record)
-              .withColumn(_REASON, _reason(F.col(RAW_COLUMN), F.col(_RECORD), schema)))
+    df = df.withColumn(RAW_COLUMN, F.col(RAW_COLUMN).cast("string"))
+    return check_records(df, schema, rules or ValueRules(), _RECORD, _BAD, _REASON)
+
+
+def check_records(df: "DataFrame", schema: "StructType", rules: ValueRules, record_column: str,
+                  bad_column: str, reason_column: str, only: "Column | None" = None) -> "DataFrame":
+    """``df`` (with a string ``raw_value``) plus ``record_column``, ``bad_column`` and ``reason_column``.
+
+    ``bad_column`` is true for a row the contract refuses, ``reason_column`` holds
+    its sentence (null for a valid row). Filter on ``bad_column``: a query that
+    does not select the reason does not compute it (Spark prunes the column), so
+    the valid rows' stage stays small enough for the JVM to compile.
+    ``only``: a condition selecting the rows to parse (the others get nulls;
+    routing parses each row with its own table's schema).
+
+    One parse reads the value and proves that nothing but whitespace follows it:
+    the text ``[`` + value + ``,{"__pipeline_end": h}]`` is parsed as an array,
+    where ``h`` is the value's 64-bit xxHash. A value that is exactly one JSON
+    value gives two elements, the second carrying ``h``; a value with more after
+    it either breaks the array or closes it early, and cannot carry its own hash.
+    Spark marks no corrupt record inside an array, so a row with a null leaf is
+    read once more as a variant to tell an absent value from a wrong type (a
+    conditional branch: Spark evaluates it, and hoists nothing out of it, only for
+    such rows). The parse is the only step Spark does not compile to Java (its
+    ``from_json`` has no code generation); every check runs in a generated stage.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, LongType, StructField, StructType
+
+    raw = F.col(RAW_COLUMN)
+    shadow_type = shadow_schema(schema)
+    element = StructType([*shadow_type.fields, StructField(_END, LongType())])
+    end = F.xxhash64(raw)
+    text = F.concat(F.lit("["), raw, F.lit(f',{{"{_END}":'), end.cast("string"), F.lit("}]"))
+    wrapped = F.from_json(text, ArrayType(element), STRICT_JSON_OPTIONS)
+    wrapped_column, checked_column = f"{record_column}_wrapped", f"{record_column}_checked"
+    df = df.withColumn(wrapped_column, wrapped if only is None else F.when(only, wrapped))
+    wrapped = F.col(wrapped_column)
+    one = F.coalesce((F.size(wrapped) == 2) & (wrapped[1][_END] == end), F.lit(False))
+    shadow = wrapped[0]
+    record, problems = convert_record(shadow, schema, rules, F.col(checked_column))
+    df = df.withColumn(checked_column, record)
+    checked = F.col(checked_column)
+    values = F.try_parse_json(raw)
+    wrong = F.when(_holes(shadow, shadow_type), _wrong_type(checked, schema, values)).otherwise(F.lit(False))
+    bad = reduce(lambda a, b: a | b, [~one, shadow.isNull(), wrong, *[p.isNotNull() for p in problems],
+                                      *required_missing(checked, schema)])
+    df = (df.withColumn(record_column, mark_required(checked, schema))
+            .withColumn(bad_column, bad if only is None else F.when(only, bad)))
+    reason = F.when(F.col(bad_column), _reason(raw, values, one, checked, schema, problems))
+    return df.withColumn(reason_column, reason).drop(wrapped_column, checked_column)
+
+
+def _wrong_type(record: "Column", schema: "StructType", values: "Column") -> "Column":
+    """True when a value of the JSON object ``values`` is present but did not convert (at any depth)."""
+    from pyspark.sql import functions as F
+
+    found: list["Column"] = []
+    for f in schema.fields:
+        _wrong_leaves(record[f.name], f.dataType, [f.name], values, found)
+    return reduce(lambda a, b: a | b, found, F.lit(False))
+
+
+def _wrong_leaves(typed: "Column", dtype: Any, path: list[str], values: "Column", found: list["Column"]) -> None:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    if needs_conversion(dtype) and not isinstance(dtype, StructType):
+        return  # a time or decimal leaf (or a container of them): its problem comes from the conversion
+    json = F.try_variant_get(values, "$" + "".join(f"['{p}']" for p in path), "variant")
+    present = json.isNotNull() & ~F.is_variant_null(json)
+    if isinstance(dtype, StructType):
+        found.append(present & ~F.upper(F.schema_of_variant(json)).startswith("OBJECT"))
+        for f in dtype.fields:
+            _wrong_leaves(typed[f.name], f.dataType, [*path, f.name], values, found)
+        return
+    found.append(present & (typed.isNull() | _lost_elements(typed, dtype, json)))
+
+
+def _lost_elements(typed: "Column", dtype: Any, json: "Column") -> "Column":
+    """For an array or map: more null elements in ``typed`` than JSON nulls in ``json`` (an element did not convert)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType
+
+    if isinstance(dtype, ArrayType):
+        typed_values, json_values = typed, F.try_variant_get(json, "$", "array<variant>")
+    elif isinstance(dtype, MapType):
+        typed_values = F.map_values(typed)
+        json_values = F.map_values(F.try_variant_get(json, "$", "map<string,variant>"))
+    else:
+        return F.lit(False)
+    nulls = F.size(F.filter(typed_values, lambda x: x.isNull()))
+    return nulls > F.size(F.filter(json_values, lambda x: F.is_variant_null(x)))
+
+
+def _holes(value: "Column", dtype: "DataType") -> "Column":
+    """True when ``value`` (parsed as ``dtype``) has a null at any depth: a field, an element, a map value."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(dtype, StructType):
+        parts = [_holes(value[f.name], f.dataType) for f in dtype.fields if f.name != CORRUPT]
+        return value.isNull() | reduce(lambda a, b: a | b, parts, F.lit(False))
+    if isinstance(dtype, ArrayType):
+        return value.isNull() | F.exists(value, lambda x: _holes(x, dtype.elementType))
+    if isinstance(dtype, MapType):
+        return value.isNull() | F.exists(F.map_values(value), lambda x: _holes(x, dtype.valueType))
+    return value.isNull()
 
 
 def split_parsed(parsed: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
@@ -186,7 +296,7 @@ def valid_rows(parsed: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     meta = [c for c in METADATA_COLUMNS if c in parsed.columns]
-    return parsed.where(F.col(_REASON).isNull()).select(f"{_RECORD}.*", *meta)
+    return parsed.where(~F.col(_BAD)).select(f"{_RECORD}.*", *meta)
 
 
 def required_kept(output: "StructType", declared: "StructType") -> "StructType":
@@ -209,16 +319,17 @@ def quarantine_rows(parsed: "DataFrame") -> "DataFrame":
 
     quarantine_cols = [F.col(_REASON).alias(REASON_COLUMN) if c == REASON_COLUMN else F.col(c)
                        for c in QUARANTINE_COLUMNS if c in parsed.columns or c == REASON_COLUMN]
-    return parsed.where(F.col(_REASON).isNotNull()).select(*quarantine_cols)
+    return parsed.where(F.col(_BAD)).select(*quarantine_cols)
 
 
-def split_valid_invalid(df: "DataFrame", schema: SchemaLike) -> tuple["DataFrame", "DataFrame"]:
+def split_valid_invalid(df: "DataFrame", schema: SchemaLike,
+                        rules: ValueRules | None = None) -> tuple["DataFrame", "DataFrame"]:
     """Parse ``df.raw_value`` with ``schema``: (valid rows, quarantine rows).
 
     Every input row lands in exactly one of the two frames. ``schema`` may be a
     DDL string (parsed with ``df``'s session).
     """
-    return split_parsed(parse_records(df, resolve_schema(schema, df.sparkSession)))
+    return split_parsed(parse_records(df, resolve_schema(schema, df.sparkSession), rules))
 
 
 def count_parsed(parsed: "DataFrame") -> tuple[int, int]:
@@ -231,7 +342,7 @@ def _count_columns() -> list["Column"]:
     """The aggregates ``valid`` and ``invalid`` (rows without / with a reason) of a parse result."""
     from pyspark.sql import functions as F
 
-    return [F.count(F.when(F.col(_REASON).isNull(), 1)).alias("valid"), F.count(F.col(_REASON)).alias("invalid")]
+    return [F.count_if(~F.col(_BAD)).alias("valid"), F.count_if(F.col(_BAD)).alias("invalid")]
 
 
 def observe_counts(parsed: "DataFrame") -> tuple[Any, "DataFrame"]:
@@ -255,30 +366,59 @@ def observed_counts(observation: Any) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- reasons
-def _reason(raw: "Column", record: "Column", schema: "StructType") -> "Column":
+def _reason(raw: "Column", values: "Column", one: "Column", record: "Column", schema: "StructType",
+            problems: list["Column"]) -> "Column":
+    """The sentence of a row the contract refuses."""
     from pyspark.sql import functions as F
 
-    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
-    values = F.from_json(raw, "map<string,variant>")  # JSON object -> {key: JSON value}; else null
     detail = (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
                .when(values.isNull(), _not_object_reason(raw))
-               .otherwise(field_problems(record, schema, values)))
-    return F.when(all_present, F.lit(None).cast("string")).otherwise(detail)
+               .when(~F.upper(F.schema_of_variant(values)).startswith("OBJECT"), _not_object_reason(raw))
+               .when(~one, F.lit("more than one JSON value (only whitespace may follow the object)"))
+               .otherwise(_leaf_problems(record, schema, values, problems)))
+    return F.coalesce(detail, F.lit("a value does not fit the schema"))
 
 
-def field_problems(record: "Column", schema: "StructType", values: "Column") -> "Column":
-    """The field problems of a JSON object parsed as ``record``, joined by ``; ``; null when there is none.
-
-    ``values`` is the same object as ``map<string,variant>`` (tells "absent" from
-    "wrong type"). Shared with :mod:`framework.consumer.routing`.
-    """
+def _leaf_problems(record: "Column", schema: "StructType", values: "Column", problems: list["Column"]) -> "Column":
+    """Every problem of a JSON object, in schema order, joined by ``; ``; null when there is none."""
     from pyspark.sql import functions as F
 
-    all_present = reduce(lambda a, b: a & b, [record[f.name].isNotNull() for f in schema.fields])
-    per_field = [_field_reason(f.name, f.dataType.simpleString(), f.nullable, record, values)
-                 for f in schema.fields]
-    return F.when(all_present, F.lit(None).cast("string")).otherwise(
-        F.nullif(F.concat_ws("; ", *per_field), F.lit("")))
+    found: list["Column"] = []
+    for f in schema.fields:
+        _walk(record[f.name], f.dataType, f.nullable, [f.name], values, found)
+    return F.nullif(F.concat_ws("; ", *found, *problems), F.lit(""))
+
+
+def _walk(typed: "Column", dtype: Any, nullable: bool, path: list[str], values: "Column",
+          found: list["Column"]) -> None:
+    """Reasons of one field: missing/null when required, wrong type when it did not convert (structs recursed)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    json = F.try_variant_get(values, "$" + "".join(f"['{p}']" for p in path), "variant")
+    name = _quote(".".join(path))
+    present = json.isNotNull() & ~F.is_variant_null(json)
+    if not nullable:
+        found.append(F.when(typed.isNull() & json.isNull(), F.lit(f"missing required field {name}"))
+                     .when(typed.isNull() & F.is_variant_null(json), F.lit(f"required field {name} is null")))
+    if needs_conversion(dtype) and not isinstance(dtype, StructType):
+        return  # a time or decimal leaf (or a container of them): its problem comes from the conversion
+    shown = _shown(F.to_json(json))
+    wrong = F.concat(F.lit(f"field {name} expected {dtype.simpleString()}, got "), shown)
+    if isinstance(dtype, StructType):
+        is_object = F.upper(F.schema_of_variant(json)).startswith("OBJECT")
+        found.append(F.when(present & ~is_object, wrong))
+        for f in dtype.fields:
+            _walk(typed[f.name], f.dataType, f.nullable, [*path, f.name], values, found)
+        return
+    found.append(F.when(present & (typed.isNull() | _lost_elements(typed, dtype, json)), wrong))
+
+
+def _shown(text: "Column") -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.when(F.length(text) > _MAX_SHOWN, F.concat(F.substring(text, 1, _MAX_SHOWN), F.lit("..."))) \
+        .otherwise(text)
 
 
 def _not_object_reason(raw: "Column") -> "Column":
@@ -293,25 +433,6 @@ def _not_object_reason(raw: "Column") -> "Column":
             .otherwise(F.lit("a number")))
     return (F.when(parsed.isNull(), F.lit("not valid JSON"))
              .otherwise(F.concat(F.lit("not a JSON object (got "), got, F.lit(")"))))
-
-
-def _field_reason(name: str, type_name: str, nullable: bool, record: "Column", values: "Column") -> "Column":
-    from pyspark.sql import functions as F
-
-    value = values.getItem(name)
-    as_json = F.to_json(value)
-    shown = F.when(F.length(as_json) > _MAX_SHOWN,
-                   F.concat(F.substring(as_json, 1, _MAX_SHOWN), F.lit("..."))).otherwise(as_json)
-    quoted = _quote(name)
-    absent_or_null = value.isNull() | F.is_variant_null(value)
-    if nullable:
-        missing = F.lit(None).cast("string")
-    else:
-        missing = (F.when(value.isNull(), F.lit(f"missing required field {quoted}"))
-                    .otherwise(F.lit(f"required field {quoted} is null")))
-    return (F.when(record[name].isNotNull(), F.lit(None).cast("string"))
-             .when(absent_or_null, missing)
-             .otherwise(F.concat(F.lit(f"field {quoted} expected {type_name}, got "), shown)))
 
 
 def _quote(name: str) -> str:

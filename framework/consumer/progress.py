@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from framework.errors import ConsumerError
 from framework.log import get_logger
 
 log = get_logger("progress")
@@ -104,6 +105,36 @@ def _offset_file(path: Path, skip: int) -> dict[str, dict[int, int]] | None:
     return result or None
 
 
+#: the file beside Spark's logs in a checkpoint that names the Kafka topic id the checkpoint's offsets belong to
+TOPIC_ID_FILE = "_pipeline_topic_id"
+
+
+def check_topic_identity(checkpoint: Path, topic: str, topic_id: str | None) -> None:
+    """Stop when ``checkpoint``'s offsets belong to an earlier topic of the same name.
+
+    A topic deleted and recreated keeps its name but gets a new id (KIP-516); the
+    checkpoint's offsets then name records the new topic does not hold, and Spark
+    skips the new records below them without a word. The id is recorded when a
+    checkpoint starts (or first seen by this version) and compared on every start.
+    ``topic_id`` None (a broker without ids) checks nothing.
+
+    Raises :class:`~framework.errors.ConsumerError` naming both ids and the remedy.
+    """
+    if topic_id is None:
+        return
+    marker = checkpoint / TOPIC_ID_FILE
+    known = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""
+    if known and known != topic_id and not checkpoint_is_fresh(checkpoint):
+        raise ConsumerError(
+            f"Topic {topic!r} was deleted and recreated since checkpoint {checkpoint} last read it (topic id "
+            f"{known}, now {topic_id}), so its offsets name records the new topic does not hold; to read the new "
+            f"topic from its start, delete {checkpoint} and the consumer's output of this topic (or point "
+            "PIPELINE_CHECKPOINT_DIR and PIPELINE_OUTPUT_DIR at new directories).")
+    if known != topic_id:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        marker.write_text(topic_id + "\n", encoding="utf-8")
+
+
 def checkpoint_is_fresh(checkpoint: Path) -> bool:
     """True when no batch was ever planned in ``checkpoint`` (a new query)."""
     offsets = checkpoint / "offsets"
@@ -143,10 +174,19 @@ def batch_report(progress: Mapping[str, Any], topic: str,
         if latest:
             lag_value = (lag_value or 0) + lag(end, latest)
     duration = (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000.0
+    input_rows = int(progress.get("numInputRows", 0))
+    rate = float(progress.get("processedRowsPerSecond") or 0.0)
+    if counts:
+        # Spark counts every read of the source: a batch whose quarantine re-reads the same
+        # offsets reports its records twice, so the records are the rows written + quarantined
+        records = counts[0] + counts[1]
+        if input_rows and records != input_rows:
+            rate = rate * records / input_rows
+        input_rows = records
     return BatchReport(
-        topic=topic, batch_id=int(progress.get("batchId", -1)), input_rows=int(progress.get("numInputRows", 0)),
+        topic=topic, batch_id=int(progress.get("batchId", -1)), input_rows=input_rows,
         written=counts[0] if counts else None, quarantined=counts[1] if counts else None,
-        rows_per_second=float(progress.get("processedRowsPerSecond") or 0.0), duration_s=duration, lag=lag_value)
+        rows_per_second=rate, duration_s=duration, lag=lag_value)
 
 
 class BatchLedger:

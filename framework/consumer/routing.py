@@ -36,9 +36,9 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from framework.errors import DeclarationError
-from framework.consumer.parsing import (_MAX_SHOWN, _REASON, METADATA_COLUMNS, RAW_COLUMN, RESERVED_NAMES,
-                                        _not_object_reason, _quote, check_schema_per_name, field_problems,
-                                        quarantine_rows)
+from framework.consumer.parsing import (_BAD, _REASON, METADATA_COLUMNS, RAW_COLUMN, RESERVED_NAMES, _not_object_reason,
+                                        _quote, _shown, check_records, check_schema_per_name, quarantine_rows)
+from framework.consumer.values import STRICT_JSON_OPTIONS, ValueRules
 from framework.sinks import QUARANTINE_SUFFIX
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TABLE = "__pipeline_table"  # working columns: the table a row is routed to (null: unrouted),
-_VALUES = "__pipeline_values"  # the value as a map of JSON values,
 _ROUTE = "__pipeline_route"  # the route field's value as text
 
 
@@ -121,47 +120,54 @@ def check_routes(owner: str, route_field: Any, routes: Any, topics: Sequence[str
     return True
 
 
-def parse_routed(df: "DataFrame", routing: Routing) -> "DataFrame":
+def parse_routed(df: "DataFrame", routing: Routing, rules: ValueRules | None = None) -> "DataFrame":
     """``df`` (with ``raw_value``) plus the routed table, one parsed record per table and the reason.
 
-    The counterpart of :func:`framework.consumer.parsing.parse_records`; split the result
-    with :func:`split_routed`. Each value is parsed once as a map of JSON values
-    (for routing and reasons) and once with its own table's schema.
+    The counterpart of :func:`framework.consumer.parsing.parse_records`, with the
+    same contract (``docs/parse-contract.md``); split the result with
+    :func:`split_routed`. Each value is read once for its route field and once
+    by :func:`~framework.consumer.parsing.check_records` with its own table's
+    schema; a value that cannot be routed is read again for its reason.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
+    rules = rules or ValueRules()
+    df = df.withColumn(RAW_COLUMN, F.col(RAW_COLUMN).cast("string"))
     raw = F.col(RAW_COLUMN)
-    df = (df.withColumn(RAW_COLUMN, raw.cast("string"))
-            .withColumn(_VALUES, F.from_json(raw, "map<string,variant>"))  # JSON object -> {key: value}; else null
-            .withColumn(_ROUTE, F.from_json(raw, StructType([StructField(routing.field, StringType())]))
-                        [routing.field]))
+    df = df.withColumn(_ROUTE, F.from_json(raw, StructType([StructField(routing.field, StringType())]),
+                                           STRICT_JSON_OPTIONS)[routing.field])
     route = F.col(_ROUTE)
     items = list(routing.routes.items())
     table = reduce(lambda expr, item: expr.when(route == item[0], F.lit(item[1])), items[1:],
                    F.when(route == items[0][0], F.lit(items[0][1])))
     df = df.withColumn(_TABLE, table)
+    bad = F.when(F.col(_TABLE).isNull(), F.lit(True))
+    reason = F.when(F.col(_TABLE).isNull(), _unrouted_reason(raw, routing))
     for i, (name, schema) in enumerate(routing.schemas.items()):
-        df = df.withColumn(_record(i), F.when(F.col(_TABLE) == name, F.from_json(raw, schema)))
-    return df.withColumn(_REASON, _routed_reason(raw, routing)).drop(_VALUES, _ROUTE)
+        df = check_records(df, schema, rules, _record(i), f"{_BAD}_{i}", f"{_REASON}_{i}",
+                           only=F.col(_TABLE) == name)
+        bad = bad.when(F.col(_TABLE) == name, F.col(f"{_BAD}_{i}"))
+        reason = reason.when(F.col(_TABLE) == name, F.col(f"{_REASON}_{i}"))
+    df = df.withColumn(_BAD, bad).withColumn(_REASON, F.when(F.col(_BAD), reason))
+    return df.drop(_ROUTE, *[f"{_BAD}_{i}" for i in range(len(routing.schemas))],
+                   *[f"{_REASON}_{i}" for i in range(len(routing.schemas))])
 
 
-def _routed_reason(raw: Any, routing: Routing) -> Any:
+def _unrouted_reason(raw: Any, routing: Routing) -> Any:
+    """Why a value has no table: not a JSON object, no route field, or a value no route names."""
     from pyspark.sql import functions as F
 
-    values, route = F.col(_VALUES), F.col(_ROUTE)
-    value = values.getItem(routing.field)
+    values = F.try_parse_json(raw)
+    value = F.try_variant_get(values, f"$['{routing.field}']", "variant")
+    shown = _shown(F.try_variant_get(value, "$", "string"))
     quoted = _quote(routing.field)
-    shown = F.when(F.length(route) > _MAX_SHOWN, F.concat(F.substring(route, 1, _MAX_SHOWN), F.lit("...")))
-    shown = shown.otherwise(route)
-    reason = (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
-               .when(values.isNull(), _not_object_reason(raw))
-               .when(value.isNull(), F.lit(f"missing required field {quoted}"))
-               .when(F.is_variant_null(value), F.lit(f"required field {quoted} is null"))
-               .when(F.col(_TABLE).isNull(), F.concat(F.lit(f"unknown {routing.field} '"), shown, F.lit("'"))))
-    for i, (name, schema) in enumerate(routing.schemas.items()):
-        reason = reason.when(F.col(_TABLE) == name, field_problems(F.col(_record(i)), schema, values))
-    return reason
+    return (F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty value"))
+             .when(values.isNull(), _not_object_reason(raw))
+             .when(~F.upper(F.schema_of_variant(values)).startswith("OBJECT"), _not_object_reason(raw))
+             .when(value.isNull(), F.lit(f"missing required field {quoted}"))
+             .when(F.is_variant_null(value), F.lit(f"required field {quoted} is null"))
+             .otherwise(F.concat(F.lit(f"unknown {routing.field} '"), shown, F.lit("'"))))
 
 
 def split_routed(parsed: "DataFrame", routing: Routing) -> tuple[dict[str, "DataFrame"], "DataFrame"]:
@@ -169,7 +175,7 @@ def split_routed(parsed: "DataFrame", routing: Routing) -> tuple[dict[str, "Data
     from pyspark.sql import functions as F
 
     meta = [c for c in METADATA_COLUMNS if c in parsed.columns]
-    valid = F.col(_REASON).isNull()
+    valid = ~F.col(_BAD)
     tables = {name: parsed.where(valid & (F.col(_TABLE) == name)).select(f"{_record(i)}.*", *meta)
               for i, name in enumerate(routing.schemas)}
     return tables, quarantine_rows(parsed)
@@ -179,10 +185,10 @@ def count_routed(parsed: "DataFrame", routing: Routing) -> tuple[dict[str, int],
     """({table: valid rows}, quarantined rows) of a :func:`parse_routed` result, in one Spark job."""
     from pyspark.sql import functions as F
 
-    valid = F.col(_REASON).isNull()
+    valid = ~F.col(_BAD)
     row = parsed.agg(*[F.count(F.when(valid & (F.col(_TABLE) == name), 1)).alias(f"t{i}")
                        for i, name in enumerate(routing.schemas)],
-                     F.count(F.col(_REASON)).alias("invalid")).collect()[0]
+                     F.count_if(F.col(_BAD)).alias("invalid")).collect()[0]
     return ({name: int(row[f"t{i}"] or 0) for i, name in enumerate(routing.schemas)}, int(row["invalid"] or 0))
 
 

@@ -1,6 +1,7 @@
 """What every query engine shares: finding the Parquet tables of an output directory, and printing rows."""
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ def table_dirs(output_dir: Path) -> dict[str, Path]:
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    """A plain text table, numbers right-aligned."""
+    """A plain text table, numbers right-aligned and shown exactly (a double as its ``repr``, a decimal as its text)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
+    numeric = [all(isinstance(row[i], (int, float, Decimal)) or row[i] is None for row in rows) and rows
                for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
@@ -38,5 +39,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+        return repr(value)  # the shortest text that reads back as the same double: nothing rounded away
+    return str(value)  # Decimal's str is exact too

@@ -5,8 +5,10 @@ by the default quarantine): Spark records a micro-batch's offset range in the
 checkpoint's offset log *before* running it and marks it committed *after*
 ``foreachBatch`` returns; after a crash it replays the uncommitted batch with
 the same ``batch_id`` and the same offsets. The publisher writes a batch into a
-hidden staging directory (``_staging/``, ignored by readers since its name
-starts with ``_``), merges Spark's part files into one Parquet file, then
+staging directory *outside* the table, ``<output_dir>/_staging/<table>/`` (a
+sibling of the table on the same filesystem, so no reader of the table directory,
+``read_parquet('<table>/**/*.parquet')`` included, ever sees a half-written
+file), merges Spark's part files into one Parquet file, then
 renames it to the deterministic name ``batch-<batch_id, 12 digits>.parquet``. A rename on one filesystem is
 atomic and replaces a file left by a crashed attempt of the same batch, so
 readers see either no file or the complete batch, and a replay overwrites
@@ -65,9 +67,16 @@ class BatchPublisher:
             return []
         return sorted(int(m.group(1)) for m in map(_BATCH_FILE.match, os.listdir(self.directory)) if m)
 
+    @property
+    def staging(self) -> Path:
+        """Where attempts are written before the rename: ``<parent>/_staging/<table>``, outside the table."""
+        return staging_directory(self.directory)
+
     def clean_staging(self) -> None:
-        """Remove what crashed attempts left in ``_staging/`` (call only while nobody publishes here)."""
-        shutil.rmtree(self.directory / STAGING, ignore_errors=True)
+        """Remove what crashed attempts left in the staging directory (call only while nobody publishes here)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.staging.parent.rmdir()  # the shared ``_staging`` only when no other table stages there
 
     def publish(self, df: "DataFrame", batch_id: int, planned_rows: int | None = None) -> Path | None:
         """Write ``df`` as the file of ``batch_id``, replacing an earlier attempt; the path, or None if empty.
@@ -81,7 +90,7 @@ class BatchPublisher:
         group by row group, with pyarrow (bounded memory). Either way the file
         has the Parquet types and Spark schema metadata Spark's own writer gives.
         """
-        staging = self.directory / STAGING / f"batch-{batch_id:012d}-{uuid.uuid4().hex}"
+        staging = self.staging / f"batch-{batch_id:012d}-{uuid.uuid4().hex}"
         target = self.path_for(batch_id)
         try:
             if planned_rows is not None and planned_rows < self.collect_below:
@@ -95,6 +104,7 @@ class BatchPublisher:
                 target.unlink(missing_ok=True)  # an empty batch: a replay must not keep an older attempt
                 return None
             _fsync(single)
+            self.directory.mkdir(parents=True, exist_ok=True)
             os.replace(single, target)
             _fsync(self.directory)
         finally:
@@ -102,6 +112,18 @@ class BatchPublisher:
             with contextlib.suppress(OSError):
                 staging.parent.rmdir()  # only when no other attempt is staged
         return target
+
+
+def staging_directory(table: Path) -> Path:
+    """The staging directory of the table directory ``table``: ``<table's parent>/_staging/<table name>``.
+
+    Outside the table (readers of ``<table>`` never descend into it), on the same
+    filesystem as the table unless ``table`` itself is a mount point, so the
+    final ``os.replace`` stays an atomic rename. A crash of an older version left
+    its staging at ``<table>/_staging``; :func:`prepare_directory` removes that too.
+    """
+    table = Path(table)
+    return table.parent / STAGING / table.name
 
 
 def prepare_directory(path: Path, consumer: str, topic: str, fresh_checkpoint: bool) -> None:
@@ -121,6 +143,7 @@ def prepare_directory(path: Path, consumer: str, topic: str, fresh_checkpoint: b
                 "writer another table name (ParquetWriter(tables={...})) or another PIPELINE_OUTPUT_DIR.")
     publisher = BatchPublisher(path)
     publisher.clean_staging()
+    shutil.rmtree(path / STAGING, ignore_errors=True)  # where staging lived before it moved out of the table
     batches = publisher.published_batches()
     if fresh_checkpoint and batches:
         raise ConsumerError(

@@ -96,8 +96,10 @@ class ParseResult:
 
 
 def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence[str | bytes | None],
-                 spark: "SparkSession | None" = None, topic: str | None = None) -> ParseResult:
+                 spark: "SparkSession | None" = None, topic: str | None = None, rules: Any = None) -> ParseResult:
     """Parse raw values like a consumer does; ``schema`` may be a consumer class (then ``topic`` picks its schema).
+
+    ``rules``: a :class:`~framework.consumer.values.ValueRules` (a consumer class brings its own).
 
     Rows come back in input order, with the ``kafka_*`` metadata columns.
     """
@@ -109,9 +111,10 @@ def parse_values(schema: "SchemaLike | type[ConsumerSparkABC]", values: Sequence
         topic = topic or consumer_cls.topics[0]
         declared = consumer_cls.schema
         schema = declared[topic] if isinstance(declared, Mapping) else declared
+        rules = rules or consumer_cls.value_rules()
     struct = resolve_schema(schema, spark)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or "test"))
-    valid, bad = split_valid_invalid(frame, struct)
+    valid, bad = split_valid_invalid(frame, struct, rules)
     order = "kafka_offset"
     return ParseResult(rows=[r.asDict(recursive=True) for r in valid.orderBy(order).collect()],
                        quarantine=[r.asDict(recursive=True) for r in bad.orderBy(order).collect()])
@@ -125,7 +128,7 @@ def _parse_routed_values(consumer_cls: "type[ConsumerSparkABC]", values: Sequenc
     schemas = {t: resolve_schema(per_table[t], spark, f"{owner}[{t!r}]") for t in route_tables(routes)}
     routing = Routing(str(consumer_cls.route_field), routes, schemas)
     frame = kafka_frame(kafka_like_frame(spark, values, topic=topic or consumer_cls.topics[0]))
-    tables, bad = split_routed(parse_routed(frame, routing), routing)
+    tables, bad = split_routed(parse_routed(frame, routing, consumer_cls.value_rules()), routing)
     rows = {t: [r.asDict(recursive=True) for r in df.orderBy("kafka_offset").collect()] for t, df in tables.items()}
     return ParseResult(rows=sorted((r for t in rows.values() for r in t), key=lambda r: r["kafka_offset"]),
                        quarantine=[r.asDict(recursive=True) for r in bad.orderBy("kafka_offset").collect()],

@@ -192,3 +192,54 @@ def test_sigkill_mid_run_and_restart_give_exact_counts_and_sigterm_stops_cleanly
     assert "SIGTERM received" in text and "(continuous) stopped after" in text
     for topic, offsets in expected.items():
         assert_exact(out / topic, offsets)
+
+
+def _send_per_partition(settings, topic: str, per_partition: int, start: int) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=10)
+    for partition in range(3):
+        for i in range(start + partition * per_partition, start + (partition + 1) * per_partition):
+            value = {"id": i, "time": _time(i), "val": i / 4}
+            producer.send(topic, partition=partition, value=json.dumps(value).encode())
+    producer.flush()
+    producer.close()
+
+
+def test_a_topic_recreated_under_the_checkpoint_stops_the_consumer_with_the_remedy(spark, settings):
+    """The issue's example: 300 records consumed, topic deleted and recreated with 600, consume again."""
+    from framework.errors import ConsumerError
+
+    topic = f"rec-{uuid.uuid4().hex[:8]}"
+    cls = type("ItRecreated", (ConsumerSparkABC,), {"name": "it-recreated", "topics": [topic],
+                                                    "writer": ParquetWriter(), "schema": METRICS_SCHEMA})
+    try:
+        with KafkaAdmin(settings) as admin:
+            admin.create_topic(topic, partitions=3)
+            _send_per_partition(settings, topic, 100, 0)
+            with cls(settings, spark=spark) as consumer:
+                assert consumer.run(mode="bounded").rows_written == 300
+            old = admin.topic_id(topic)
+            assert old
+            admin.delete_topic(topic)
+            deadline = time.monotonic() + 60
+            while True:  # deletion is asynchronous: the name may still answer with the old id for a while
+                try:
+                    admin.create_topic(topic, partitions=3)
+                    if admin.topic_id(topic) not in (None, old):
+                        break
+                except Exception:  # noqa: BLE001 - the topic is being deleted; try again
+                    pass
+                assert time.monotonic() < deadline, "the topic was not recreated within 60 s"
+                time.sleep(0.5)
+            _send_per_partition(settings, topic, 200, 1000)
+        with cls(settings, spark=spark) as consumer, pytest.raises(ConsumerError) as err:
+            consumer.run(mode="bounded")
+        message = str(err.value)
+        assert f"Topic '{topic}' was deleted and recreated" in message and "delete " in message
+        assert offsets_of(settings.output_dir / topic).__len__() == 300  # nothing written, nothing skipped
+        fresh = settings.replace(output_dir=settings.output_dir.parent / "new-output",
+                                 checkpoint_dir=settings.output_dir.parent / "new-checkpoints")
+        with cls(fresh, spark=spark) as consumer:  # the remedy the sentence gives: a new checkpoint
+            again = consumer.run(mode="bounded")
+        assert again.rows_written == 600 and again.topics[topic].lag == 0
+    finally:
+        CONSUMERS.unregister("it-recreated")

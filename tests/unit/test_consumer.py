@@ -156,7 +156,8 @@ BAD_RECORDS = {
     '{"id": 1, "val": "abc"}': "field 'val' expected double, got \"abc\"",
     '{"id": "4"}': "field 'id' expected int, got \"4\"",
     '{"id": 1.5}': "field 'id' expected int, got 1.5",
-    '{"id": 1, "time": "yesterday"}': "field 'time' expected timestamp, got \"yesterday\"",
+    '{"id": 1, "time": "yesterday"}': "field 'time' expected an ISO-8601 date-time (an epoch number needs a "
+                                      "declared unit: timestamp_units), got yesterday",
     '{"id": 1, "val": [1, 2]}': "field 'val' expected double, got [1,2]",
     '{"val": "abc"}': "missing required field 'id'; field 'val' expected double, got \"abc\"",
 }
@@ -240,17 +241,18 @@ def test_parquet_writer_publishes_one_file_per_batch_and_a_replay_replaces_it(sp
 
     assert sorted(p.name for p in table.glob("*.parquet")) == ["batch-000000000000.parquet",
                                                                "batch-000000000001.parquet"]
-    assert not list((table / STAGING).glob("*"))
-    # leftovers of a killed attempt are invisible to readers and removed by prepare()
-    (table / STAGING / "batch-000000000002-dead").mkdir(parents=True)
-    (table / STAGING / "batch-000000000002-dead" / "part-00000.parquet").write_bytes(b"partial")
+    staging = unit_settings.output_dir / STAGING / "metrics"
+    assert not staging.exists() and not (table / STAGING).exists()
+    # leftovers of a killed attempt are outside the table, invisible to readers and removed by prepare()
+    (staging / "batch-000000000002-dead").mkdir(parents=True)
+    (staging / "batch-000000000002-dead" / "part-00000.parquet").write_bytes(b"partial")
     data = pq.read_table(table)
     assert data.num_rows == 60
     assert set(data.column_names) == {"id", "time", "val", *METADATA_COLUMNS}
     assert str(data.schema.field("time").type) == "timestamp[us, tz=UTC]"
     assert pq.read_table(quarantine).column("reason").to_pylist() == ["not valid JSON"]
     consumer.bound_writer.prepare("metrics", fresh_checkpoint=False)
-    assert not (table / STAGING).exists()
+    assert not staging.exists()
     assert json.loads((table / MARKER).read_text()) == {"consumer": "unit-parquet", "topic": "metrics"}
 
 
@@ -550,3 +552,11 @@ def test_planned_records_reads_the_batch_range_from_the_offset_log(tmp_path):
     assert planned_records(tmp_path, 1) == 5
     assert planned_records(tmp_path, 2) is None
     assert planned_records(tmp_path, 7) is None
+
+
+def test_batch_line_counts_each_record_once_when_the_quarantine_rereads_the_batch():
+    # the one-pass writer reads a batch with a bad record twice (rows, then quarantine): Spark reports 6 input rows
+    progress = dict(PROGRESS, numInputRows=6, processedRowsPerSecond=12.0, batchId=0)
+    report = batch_report(progress, "m", (2, 1))
+    assert report.input_rows == 3
+    assert report.line().startswith("m batch 0: 3 rows (2 written, 1 quarantined) in 0.40 s, 6 rows/s")

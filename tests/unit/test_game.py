@@ -443,7 +443,8 @@ ROUTED_BAD = {
     game_value("purchase_axe", item="axe", strength="strong"): "field 'strength' expected double, got \"strong\"",
     game_value("purchase_axe", strength=1.0): "missing required field 'item'",
     game_value("join_guild"): "missing required field 'guild'",
-    game_value("declare_war", timestamp="yesterday"): "field 'timestamp' expected timestamp, got \"yesterday\"",
+    game_value("declare_war", timestamp="yesterday"): "field 'timestamp' expected an ISO-8601 date-time (an epoch "
+                                                      "number needs a declared unit: timestamp_units), got yesterday",
     "not json": "not valid JSON",
     "[1, 2]": "not a JSON object (got an array)",
     "": "empty value",

@@ -19,3 +19,12 @@ def test_table_dirs_only_lists_directories_with_parquet(tmp_path):
     (tmp_path / "_checkpoints").mkdir()
     (tmp_path / "_checkpoints" / "x.parquet").write_bytes(b"x")
     assert list(table_dirs(tmp_path)) == ["metrics"]
+
+
+def test_format_table_shows_floats_and_decimals_in_full_precision():
+    from decimal import Decimal
+
+    text = format_table(["total", "amount", "tiny"], [(13254.023978, Decimal("12345678901234567890.12"), 1e-20)])
+    row = text.splitlines()[2]
+    assert [cell.strip() for cell in row.split("|")] == ["13254.023978", "12345678901234567890.12", "1e-20"]
+    assert float(row.split("|")[0]) == 13254.023978
