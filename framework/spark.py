@@ -109,6 +109,11 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
     """
     cache = Path(settings.cache_dir).expanduser().resolve()
     log4j = _log4j_file(cache)
+    # -XX:-DontCompileHugeMethods: Spark's generated code for a stage with many expressions (the parse
+    # contract's checks, framework/consumer/parsing.py) exceeds the 8,000-byte method size above which
+    # HotSpot never JIT-compiles; interpreted, that stage ran at about half speed (Spark's own
+    # documentation of spark.sql.codegen.hugeMethodLimit names the same JVM limit).
+    jvm = f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods"
     conf = {
         "spark.master": settings.spark_master,
         "spark.executor.memory": settings.spark_executor_memory,
@@ -119,8 +124,8 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
-        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
+        "spark.driver.extraJavaOptions": jvm,
+        "spark.executor.extraJavaOptions": jvm,
     }
     if kafka_connector:
         jars = kafka_connector_jars(cache) + iceberg_jars(settings) + jdbc_driver_jars(cache)
