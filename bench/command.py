@@ -207,6 +207,9 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
     from framework.signals import StopSignals
 
     def interrupt() -> None:  # the sections block in Kafka, Spark and HTTP calls: cut them short at once
+        from bench.runner import INTERRUPTED
+
+        INTERRUPTED.set()
         raise KeyboardInterrupt
 
     with StopSignals(interrupt, "the benchmark", "now, and everything it started") as signals:

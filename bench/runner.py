@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ from framework.log import get_logger
 from framework.settings import Settings
 
 log = get_logger("bench")
+
+#: set by the command's Ctrl-C handler: a section that swallows the KeyboardInterrupt (a producer stops
+#: gracefully on it) still ends the run after that section
+INTERRUPTED = threading.Event()
 
 SECTIONS = ("produce", "api", "consume", "latency", "simulate", "sweep", "profile", "jdbc", "dashboard", "iceberg",
             "trino")
@@ -92,8 +97,12 @@ def run_bench(settings: Settings, options: BenchOptions) -> BenchReport:
                 try:
                     _run_section(section, env, options, report)
                 except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+                    if INTERRUPTED.is_set():
+                        raise KeyboardInterrupt from None
                     report.errors[title] = f"{type(exc).__name__}: {exc}"
                     log.opt(exception=exc).error("Section {} failed: {}", title, exc)
+                if INTERRUPTED.is_set():
+                    raise KeyboardInterrupt
                 log.info("=== {} done in {:.0f} s ===", title, time.monotonic() - began)
                 finished += 1
     except KeyboardInterrupt:  # Ctrl-C: `with env` has stopped the broker, Spark and the APIs

@@ -291,12 +291,12 @@ def test_quick_options_and_overrides(tmp_path):
 def test_jdbc_and_dashboard_options():
     settings = Settings.from_env()
     quick = options_from_args(build_parser().parse_args(["--quick", "--only", "dashboard,jdbc"]), settings)
-    assert quick.sections == ("jdbc", "dashboard") and quick.sections[-1] == SECTIONS[-1]
+    assert quick.sections == ("jdbc", "dashboard") and SECTIONS.index("dashboard") == SECTIONS.index("jdbc") + 1
     assert quick.jdbc.repeat == 3 and quick.jdbc.records == 100_000 and quick.dashboard.loads == 3
     custom = options_from_args(build_parser().parse_args(["--jdbc-repeat", "1", "--dashboard-loads", "7"]), settings)
     assert custom.jdbc.repeat == 1 and custom.dashboard.loads == 7
-    with pytest.raises(BenchError, match="--dashboard-loads must be at least 1, not 0"):
-        options_from_args(build_parser().parse_args(["--dashboard-loads", "0"]), settings)
+    with pytest.raises(SystemExit):  # argparse refuses it in one sentence (bounded option)
+        build_parser().parse_args(["--dashboard-loads", "0"])
 
 
 def test_cluster_dimensions_leave_out_impossible_points_and_order_by_broker_count():
@@ -346,5 +346,5 @@ def test_iceberg_and_trino_sections_time_every_statement_of_each_round(tmp_path)
     seen: list[str] = []
     times = time_rounds(seen.append, runs=2, warmup=1)
     assert seen == QUERIES * 3 and len(times) == 2 * len(QUERIES) and all(t >= 0 for t in times)
-    with pytest.raises(BenchError, match="--query-runs must be at least 1"):
-        options_from_args(build_parser().parse_args(["--query-runs", "0"]), settings)
+    with pytest.raises(SystemExit):  # argparse refuses it in one sentence (bounded option)
+        build_parser().parse_args(["--query-runs", "0"])

@@ -23,6 +23,8 @@ def test_consumer_public_surface():
     assert public(ConsumerSparkABC) == {
         # the declaration and the one override point
         "abstract", "name", "topics", "schema", "writer", "fail_on_data_loss", "route_field", "routes", "transform",
+        # what the parse contract lets a consumer declare about its values (docs/parse-contract.md)
+        "timestamp_units", "timestamp_years", "value_rules",
         # lifecycle and resources
         "run", "stop", "stopping", "close", "spark", "admin",
         # facts
