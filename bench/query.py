@@ -62,19 +62,9 @@ def _catalog_settings(env: Any) -> Any:
     cached = getattr(env, "_iceberg_settings", None)
     if cached is not None:
         return cached
-    from framework.local.kafka_broker import free_port
-    from framework.local.postgres import LocalPostgres
-
     settings = env.settings
-    if settings.uses_local_postgres:
-        pg_dir = env.path("iceberg-pg")
-        pg_dir.mkdir(exist_ok=True)
-        for directory in (env.workdir, pg_dir):  # the server runs as the postgres user when we are root
-            directory.chmod(0o711)
-        pg = LocalPostgres(state_dir=pg_dir / "postgres", port=free_port())
-        pg.start()
-        env.track("local PostgreSQL (iceberg)", pg.stop)
-        settings = settings.replace(postgres_url=pg.url)
+    if settings.uses_local_postgres:  # the run's one PostgreSQL (shared with the jdbc and dashboard sections)
+        settings = settings.replace(postgres_url=env.postgres.url)
     settings = settings.replace(iceberg_warehouse=str(env.path("warehouse")), iceberg_namespace=f"bench_{env.run_id}",
                                 output_dir=env.path("query-output"), state_dir=env.path("query-state"),
                                 checkpoint_dir=env.path("query-checkpoints"))
