@@ -49,7 +49,8 @@ from __future__ import annotations
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
-from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, mark_required,
+from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, converted_fields,
+                                       mark_required,
                                        needs_conversion, required_missing, shadow_schema)
 from framework.errors import DeclarationError
 
@@ -191,11 +192,15 @@ def check_records(df: "DataFrame", schema: "StructType", rules: ValueRules, reco
     ``only``: a condition selecting the rows to parse (the others get nulls;
     routing parses each row with its own table's schema).
 
-    One parse reads the value and proves that nothing but whitespace follows it:
-    the text ``[`` + value + ``,{"__pipeline_end": h}]`` is parsed as an array,
-    where ``h`` is the value's 64-bit xxHash. A value that is exactly one JSON
-    value gives two elements, the second carrying ``h``; a value with more after
-    it either breaks the array or closes it early, and cannot carry its own hash.
+    One parse reads the value and proves that nothing but whitespace follows it.
+    A value without a ``]`` byte is parsed as ``[`` + value + ``]``: one JSON
+    value gives one element, anything else after it gives a second element or
+    breaks the array (only a ``]`` could close the array early). Any other value
+    is parsed as ``[`` + value + ``,{"__pipeline_end": h}]``, where ``h`` is its
+    64-bit xxHash: exactly one JSON value gives two elements, the second carrying
+    ``h``; a value with more after it either breaks the array or closes it early,
+    and cannot carry its own hash. Each top-level field is then converted once
+    into a column of its own, which the checks read back.
     Spark marks no corrupt record inside an array, so a row with a null leaf is
     read once more as a variant to tell an absent value from a wrong type (a
     conditional branch: Spark evaluates it, and hoists nothing out of it, only for
@@ -207,18 +212,23 @@ def check_records(df: "DataFrame", schema: "StructType", rules: ValueRules, reco
 
     raw = F.col(RAW_COLUMN)
     shadow_type = shadow_schema(schema)
-    element = StructType([*shadow_type.fields, StructField(_END, LongType())])
+    element = ArrayType(StructType([*shadow_type.fields, StructField(_END, LongType())]))
     end = F.xxhash64(raw)
-    text = F.concat(F.lit("["), raw, F.lit(f',{{"{_END}":'), end.cast("string"), F.lit("}]"))
-    wrapped = F.from_json(text, ArrayType(element), STRICT_JSON_OPTIONS)
-    wrapped_column, checked_column = f"{record_column}_wrapped", f"{record_column}_checked"
+    plain = ~raw.contains("]")  # no "]" in the value: nothing after it can close the array early
+    wrapped = F.when(plain, F.from_json(F.concat(F.lit("["), raw, F.lit("]")), element, STRICT_JSON_OPTIONS)).otherwise(
+        F.from_json(F.concat(F.lit("["), raw, F.lit(f',{{"{_END}":'), end.cast("string"), F.lit("}]")), element,
+                    STRICT_JSON_OPTIONS))
+    wrapped_column = f"{record_column}_wrapped"
     df = df.withColumn(wrapped_column, wrapped if only is None else F.when(only, wrapped))
     wrapped = F.col(wrapped_column)
-    one = F.coalesce((F.size(wrapped) == 2) & (wrapped[1][_END] == end), F.lit(False))
-    shadow = wrapped[0]
-    record, problems = convert_record(shadow, schema, rules, F.col(checked_column))
-    df = df.withColumn(checked_column, record)
-    checked = F.col(checked_column)
+    one = F.coalesce(F.when(plain, F.size(wrapped) == 1)
+                      .otherwise((F.size(wrapped) == 2) & (F.get(wrapped, 1)[_END] == end)), F.lit(False))
+    shadow = F.get(wrapped, 0)  # null for an empty array ("[]" of an empty value), where [0] would fail
+    # each top-level field converted once, into a column of its own (read back by the checks below)
+    leaves = [f"{record_column}_{i}" for i in range(len(schema.fields))]
+    df = df.withColumns(dict(zip(leaves, converted_fields(shadow, schema, rules), strict=True)))
+    checked = F.struct(*[F.col(c).alias(f.name) for c, f in zip(leaves, schema.fields, strict=True)])
+    _, problems = convert_record(shadow, schema, rules, checked)
     values = F.try_parse_json(raw)
     wrong = F.when(_holes(shadow, shadow_type), _wrong_type(checked, schema, values)).otherwise(F.lit(False))
     bad = reduce(lambda a, b: a | b, [~one, shadow.isNull(), wrong, *[p.isNotNull() for p in problems],
@@ -226,7 +236,7 @@ def check_records(df: "DataFrame", schema: "StructType", rules: ValueRules, reco
     df = (df.withColumn(record_column, mark_required(checked, schema))
             .withColumn(bad_column, bad if only is None else F.when(only, bad)))
     reason = F.when(F.col(bad_column), _reason(raw, values, one, checked, schema, problems))
-    return df.withColumn(reason_column, reason).drop(wrapped_column, checked_column)
+    return df.withColumn(reason_column, reason).drop(wrapped_column, *leaves)
 
 
 def _wrong_type(record: "Column", schema: "StructType", values: "Column") -> "Column":

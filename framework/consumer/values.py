@@ -143,6 +143,17 @@ def convert_record(record: "Column", schema: "StructType", rules: ValueRules,
     return _struct(record, schema, fields), problems
 
 
+def converted_fields(record: "Column", schema: "StructType", rules: ValueRules) -> list["Column"]:
+    """The converted top-level fields of a record parsed with :func:`shadow_schema`, in schema order.
+
+    The fields :func:`convert_record` puts in its record (null where ``record``
+    is null), as separate columns: a caller that stores each in a column of its
+    own and passes a struct of them as ``converted`` converts every leaf once.
+    """
+    unused: list[Column] = []
+    return [_convert(record[f.name], f.dataType, f.name, rules, unused) for f in schema.fields]
+
+
 def mark_required(record: "Column", schema: "StructType") -> "Column":
     """``record`` (a converted record) with its NOT NULL fields, at any struct depth, marked non-nullable."""
     from pyspark.sql import functions as F

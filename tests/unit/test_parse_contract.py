@@ -133,6 +133,8 @@ STRICT = [
     ('{"id":3,"val":1.0},{"id":4,"val":2.0}', "more than one JSON value (only whitespace may follow the object)"),
     ('{"id":3,"val":1.0} x', "more than one JSON value (only whitespace may follow the object)"),
     ('{"id":3}] [{"id":4}', "more than one JSON value (only whitespace may follow the object)"),
+    ('{"id":3}],[{"id":4}', "more than one JSON value (only whitespace may follow the object)"),
+    ('{"id":3} "]"', "more than one JSON value (only whitespace may follow the object)"),
     ("{'id':3}", "not valid JSON"),
     ('{id:3}', "not valid JSON"),
     ('{"id":3,"val":NaN}', "not valid JSON"),
@@ -147,6 +149,12 @@ def test_anything_but_one_strict_json_object_is_quarantined(spark):
     result = parse_values("id INT, val DOUBLE, s STRING", [v for v, _ in STRICT])
     assert result.rows == []
     assert result.reasons == [r for _, r in STRICT]
+
+
+def test_a_value_with_a_closing_bracket_is_read_like_any_other(spark):
+    # values with a "]" take the hashed sentinel path of the one-value check, the others the plain one
+    rows, reasons = _one("id INT, s STRING, xs ARRAY<INT>", '{"id":3,"s":"a]b","xs":[1,2]} ')
+    assert reasons == [] and (rows[0]["id"], rows[0]["s"], rows[0]["xs"]) == (3, "a]b", [1, 2])
 
 
 def test_whitespace_around_the_object_is_fine(spark):
