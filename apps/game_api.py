@@ -20,7 +20,8 @@ Every event carries ``event_type``, ``timestamp`` (UTC, ISO 8601 with
 milliseconds, e.g. ``2026-01-05T08:00:00.123Z``), ``host`` and ``user_agent``
 (the request's ``Host`` and ``User-Agent`` headers, ``null`` when absent).
 Purchases add ``item``, ``strength`` (drawn from a normal distribution with mean
-5 and standard deviation 4, clipped to 0..10, two decimals) and
+5 and standard deviation 4, clipped to 0..10, two decimals: its JSON number,
+``0.0`` to ``10.0``, fits the consumers' ``DECIMAL(4,2)`` exactly) and
 ``description``; a guild join adds ``guild``. The record key is the user agent,
 so one player's events stay in order in one partition.
 
@@ -136,7 +137,12 @@ def create_game_app(settings: Settings | None = None, event_log: EventLog | None
 
 # ------------------------------------------------------------------ pure helpers
 def draw_strength(rng: random.Random) -> float:
-    """Normal(5, 4) clipped to 0..10, rounded to two decimals."""
+    """Normal(5, 4) clipped to 0..10, rounded to two decimals.
+
+    The float's JSON text (Python's shortest round-trip ``repr``) is that two-decimal number, ``0.0`` to
+    ``10.0``, so it lands in the consumers' ``strength DECIMAL(4,2)`` exactly (tests/unit/test_game.py checks
+    all 1001 values).
+    """
     value = rng.normalvariate(STRENGTH_MEAN, STRENGTH_SIGMA)
     return round(min(STRENGTH_MAX, max(STRENGTH_MIN, value)), 2)
 

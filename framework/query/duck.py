@@ -136,6 +136,8 @@ class DuckEngine:
             result = self.con.execute(sql)
             columns = [d[0] for d in result.description] if result.description else []
             rows = result.fetchmany(limit) if limit else result.fetchall()
+            if limit:  # the rows past the limit: DuckDB 2 refuses register() while a result is unfinished
+                getattr(result, "abort", lambda: None)()  # DuckDB 1.x has no abort() and no such rule
         except duckdb.CatalogException as exc:
             raise QueryError(f"{_first_line(exc)}; tables: {', '.join(self.tables()) or 'none'}.") from None
         except duckdb.Error as exc:

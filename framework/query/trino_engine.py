@@ -22,6 +22,7 @@ tables; a Trino that does not answer raises :class:`~framework.errors.TrinoError
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,10 @@ from framework.settings import Settings
 log = get_logger("query")
 
 USER = "pipeline"
+#: Trino's error name for a statement no node can run yet (a server that has just started)
+NO_NODES = "NO_NODES_AVAILABLE"
+#: seconds a statement refused with NO_NODES_AVAILABLE is sent again (the refusal seen lasted under 4 s)
+NO_NODES_WAIT = 30.0
 #: the statements the seeds typed into Presto over their game tables, run verbatim (docs/trino.md)
 SEED_STATEMENTS = ("show tables", "describe purchases", "select * from purchases", "select count(*) from purchases",
                    "select avg(cast(strength as integer)) from purchases")
@@ -78,13 +83,26 @@ class TrinoEngine:
         return {row[0]: f"iceberg {where}.{row[0]} (trino {self.url})" for row in sorted(rows)}
 
     def execute(self, sql: str, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one statement: (column names, rows); at most ``limit`` rows are fetched (the rest is cancelled)."""
-        try:
-            return self._run(sql, limit)
-        except QueryError as exc:
-            if "TABLE_NOT_FOUND" in str(exc) or "SCHEMA_NOT_FOUND" in str(exc):
-                raise QueryError(f"{exc}; tables: {', '.join(self.tables()) or 'none'}.") from None
-            raise
+        """Run one statement: (column names, rows); at most ``limit`` rows are fetched (the rest is cancelled).
+
+        A statement refused with ``NO_NODES_AVAILABLE`` is sent again, for up to
+        :data:`NO_NODES_WAIT` seconds: a Trino that has just started may not yet know which nodes serve
+        the Iceberg catalog (seen with Trino 476: the first scan of an ``s3a://`` table, 2 s after
+        ``SERVER STARTED``, failed so; the same scan 2 s later ran). The error comes from the scheduler,
+        before any task ran, so sending the statement again repeats nothing.
+        """
+        deadline = time.monotonic() + NO_NODES_WAIT
+        while True:
+            try:
+                return self._run(sql, limit)
+            except QueryError as exc:
+                if str(exc).endswith(f"({NO_NODES})") and time.monotonic() < deadline:
+                    log.info("Trino at {} has no node for the statement yet; sending it again", self.url)
+                    time.sleep(1.0)
+                    continue
+                if "TABLE_NOT_FOUND" in str(exc) or "SCHEMA_NOT_FOUND" in str(exc):
+                    raise QueryError(f"{exc}; tables: {', '.join(self.tables()) or 'none'}.") from None
+                raise
 
     def _run(self, sql: str, limit: int | None) -> tuple[list[str], list[tuple[Any, ...]]]:
         from trino.exceptions import TrinoQueryError

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
@@ -31,7 +32,11 @@ MALFORMED = {
     json.dumps({"event_type": "dance", "timestamp": STAMP}).encode(): "unknown event_type 'dance'",
     json.dumps({"timestamp": STAMP, "item": "sword"}).encode(): "missing required field 'event_type'",
     json.dumps({"event_type": "purchase_sword", "timestamp": STAMP, "item": "sword", "strength": "strong"}).encode():
-        "field 'strength' expected double, got \"strong\"",
+        "field 'strength' expected decimal(4,2) (a number in plain notation with at most 2 decimal places and 2 "
+        "integer digits), got \"strong\"",
+    json.dumps({"event_type": "purchase_axe", "timestamp": STAMP, "item": "axe", "strength": 2.505}).encode():
+        "field 'strength' expected decimal(4,2) (a number in plain notation with at most 2 decimal places and 2 "
+        "integer digits), got 2.505",
 }
 
 
@@ -51,6 +56,7 @@ def test_game_events_are_acknowledged_routed_into_tables_and_queryable(spark, se
     event_log = KafkaEventLog(settings, topic, key_field=KEY_FIELD)
     server = serve_in_thread(create_game_app(settings, event_log=event_log), "127.0.0.1", 0)
     stored: set[tuple[int, int]] = set()
+    strengths: list[float] = []  # as the API answered them to this player
     try:
         with requests.Session() as player:
             player.headers["User-Agent"] = "it-player/1.0"
@@ -61,6 +67,8 @@ def test_game_events_are_acknowledged_routed_into_tables_and_queryable(spark, se
                     logged = response.json()["logged"]
                     assert logged["topic"] == topic
                     stored.add((logged["partition"], logged["offset"]))
+                    if "strength" in response.json()["event"]:
+                        strengths.append(response.json()["event"]["strength"])
         report = LoadGenerator(LoadPlan(base_url=server.url, players=4, rate=0, duration=120, requests=40,
                                         mix=LOAD_MIX, guilds=("the-knights", "the-rangers", "the-mages"))).run()
     finally:
@@ -97,6 +105,9 @@ def test_game_events_are_acknowledged_routed_into_tables_and_queryable(spark, se
     assert {r["host"] for r in purchases} == {f"127.0.0.1:{server.port}"}
     mine = [r for r in purchases if r["user_agent"] == "it-player/1.0"]
     assert len(mine) == 19 and {r["kafka_key"] for r in mine} == {"it-player/1.0"}
+    # strength DECIMAL(4,2): exactly the number each answer showed, two decimals kept ("2.60")
+    assert sorted(r["strength"] for r in mine) == sorted(Decimal(repr(s)).quantize(Decimal("0.01")) for s in strengths)
+    assert {r["strength"].as_tuple().exponent for r in purchases} == {-2}
     assert Counter(r["event_type"] for r in tables["declarations"]) == Counter({"declare_war": 12,
                                                                                "declare_peace": 3})
 

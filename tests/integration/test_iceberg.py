@@ -258,11 +258,13 @@ def test_compaction_keeps_the_row_set_and_duckdb_answers_over_the_catalog(catalo
         engine.execute("SELECT * FROM no_such_table")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-@pytest.mark.heavy
-def test_s3a_warehouse_on_a_local_s3_server_holds_exact_rows(iceberg_settings, tmp_path, monkeypatch):
-    """A bounded run into s3a://bucket/warehouse on moto's S3 server (127.0.0.1), read back with pyiceberg."""
+@pytest.fixture
+def s3a_table(iceberg_settings, tmp_path, monkeypatch):
+    """A bounded run into s3a://lake/warehouse on moto's S3 server (127.0.0.1), in a subprocess.
+
+    Yields ``(settings of the s3a warehouse, table identifier, {(partition, offset)} sent, endpoint)``
+    while the server runs; the AWS variables (``testing``) stay set for the test.
+    """
     import os
     import subprocess
     import sys
@@ -299,14 +301,65 @@ def test_s3a_warehouse_on_a_local_s3_server_holds_exact_rows(iceberg_settings, t
                                    "tests.integration.iceberg_fixtures"], cwd=Path(__file__).resolve().parents[2],
                                   env=env, stdout=out, stderr=subprocess.STDOUT, timeout=2000).returncode
         assert code == 0, log.read_text()[-3000:]
-        table = load_catalog(s3).load_table(f"{s3.iceberg_namespace}.{metrics.replace('-', '_')}")
-        assert table.metadata.location.startswith("s3a://lake/warehouse/")
-        arrow = table.scan(selected_fields=("kafka_partition", "kafka_offset")).to_arrow()
-        partitions, offsets = arrow.column("kafka_partition").to_pylist(), arrow.column("kafka_offset").to_pylist()
-        rows = list(zip(partitions, offsets, strict=True))
-        assert len(rows) == len(sent) and set(rows) == sent
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-                .list_objects_v2(Bucket="lake")["Contents"]]
-        assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".metadata.json") for k in keys)
+        yield s3, f"{s3.iceberg_namespace}.{metrics.replace('-', '_')}", sent, endpoint
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.heavy
+def test_s3a_warehouse_on_a_local_s3_server_holds_exact_rows(s3a_table):
+    """The s3a table read back with pyiceberg: every record sent, once; data and metadata on the S3 server."""
+    import boto3
+
+    s3, identifier, sent, endpoint = s3a_table
+    table = load_catalog(s3).load_table(identifier)
+    assert table.metadata.location.startswith("s3a://lake/warehouse/")
+    arrow = table.scan(selected_fields=("kafka_partition", "kafka_offset")).to_arrow()
+    partitions, offsets = arrow.column("kafka_partition").to_pylist(), arrow.column("kafka_offset").to_pylist()
+    rows = list(zip(partitions, offsets, strict=True))
+    assert len(rows) == len(sent) and set(rows) == sent
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            .list_objects_v2(Bucket="lake")["Contents"]]
+    assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".metadata.json") for k in keys)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.heavy
+def test_trino_reads_the_s3a_table_through_the_same_jdbc_catalog(s3a_table, tmp_path):
+    """Trino 476 (native S3 file system, PIPELINE_ICEBERG_S3_ENDPOINT) answers the s3a table's exact rows."""
+    from framework.errors import TrinoError
+    from framework.local.kafka_broker import free_port
+    from framework.local.trino import LocalTrino
+    from framework.local.trino_dist import find_jdk
+    from framework.query.trino_engine import TrinoEngine
+
+    try:
+        find_jdk()
+    except TrinoError as exc:  # the one reason to skip: Trino cannot run on this machine
+        pytest.skip(f"no JDK for Trino: {exc}")
+    s3, identifier, sent, _ = s3a_table
+    columns = ("kafka_partition", "kafka_offset", "id", "val")
+    arrow = load_catalog(s3).load_table(identifier).scan(selected_fields=columns).to_arrow()
+    expected = checksum(zip(*(arrow.column(c).to_pylist() for c in columns), strict=True))
+
+    settings = s3.replace(state_dir=tmp_path / "state", trino_port=free_port())
+    trino = LocalTrino.from_settings(settings)
+    trino.start()
+    try:
+        properties = (trino.state_dir / "etc" / "catalog" / f"{s3.iceberg_catalog}.properties").read_text()
+        assert f"s3.endpoint={s3.iceberg_s3_endpoint}\n" in properties and "fs.native-s3.enabled=true" in properties
+        engine = TrinoEngine(settings, trino.url)
+        try:
+            table = identifier.split(".")[-1]
+            _, rows = engine.execute(f"select {', '.join(columns)} from {table}")
+            _, [(location,)] = engine.execute(f'select file_path from "{table}$files" limit 1')
+        finally:
+            engine.close()
+    finally:
+        assert trino.stop()
+    assert len(rows) == len(sent) and {(p, o) for p, o, _, _ in rows} == sent
+    assert checksum(rows) == expected  # the same ids and values as pyiceberg reads
+    assert location.startswith("s3a://lake/warehouse/")

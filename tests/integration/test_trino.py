@@ -1,4 +1,4 @@
-"""The seeds' Presto statements on Trino 476, verbatim, against the game's Iceberg tables, next to DuckDB.
+"""The seeds' Presto statements on Trino 476, verbatim, against the game's Iceberg tables: DuckDB's results equal.
 
 The game's events go through the real broker into the shipped ``events-iceberg`` routing (a bounded run on
 the session's Spark, the catalog in the session's PostgreSQL); one local Trino serves the module. Skipped,
@@ -7,7 +7,6 @@ with the reason printed, only where no Java 24.0.1+ JDK exists (Trino 476's own 
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -24,7 +23,7 @@ from framework.local.kafka_broker import free_port
 from framework.local.trino import LocalTrino
 from framework.local.trino_dist import find_jdk
 from framework.query.duck import DuckEngine
-from framework.query.trino_engine import TrinoEngine
+from framework.query.trino_engine import SEED_STATEMENTS, TrinoEngine
 from framework.sinks.iceberg import IcebergWriter
 from framework.testing import local_test_settings
 
@@ -35,11 +34,10 @@ except TrinoError as exc:  # the one reason to skip: Trino cannot run on this ma
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.slow]
 
-#: the seeds' statements, exactly as typed into Presto
-SEED_STATEMENTS = ["show tables", "describe purchases", "select * from purchases",
-                   "select count(*) from purchases", "select avg(cast(strength as integer)) from purchases"]
-#: strengths of the purchases: 2.5 and 4.5 are ties that DuckDB rounds to even (2, 4) and Trino, like
-#: Presto, away from zero (3, 5); 7.5 rounds to 8 in both
+#: strengths of the purchases, as the game API sends them (JSON numbers with at most two decimals). 2.5 and
+#: 4.5 are the ties on which the engines once disagreed: as DOUBLEs DuckDB cast them to even (2, 4) and Trino,
+#: like Presto, away from zero (3, 5). The game declares strength DECIMAL(4,2), which both engines cast half
+#: away from zero, so the seeds' answer is Presto's on both; 7.5 rounds to 8 under either rule.
 STRENGTHS = [0.0, 1.25, 2.5, 3.75, 4.5, 5.01, 6.49, 7.5, 9.99, 10.0]
 START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
 
@@ -101,19 +99,21 @@ def _type(name: str) -> str:
     return name.lower().replace("(6)", "")
 
 
-def _presto_cast(value: float) -> int:
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+def _exact(value: float) -> Decimal:
+    """The decimal a JSON number sent by the game becomes in ``strength DECIMAL(4,2)``: ``2.5`` -> ``2.50``."""
+    return Decimal(repr(value)).quantize(Decimal("0.01"))
 
 
-def _duckdb_cast(value: float) -> int:
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+def _cast(value: float, rounding: str) -> int:
+    return int(_exact(value).quantize(Decimal(1), rounding=rounding))
 
 
-def test_the_seeds_statements_run_verbatim_on_trino_with_duckdbs_results(game_settings, trino):
+def test_the_seeds_statements_give_equal_results_on_trino_and_duckdb(game_settings, trino):
     settings = game_settings
+    per_row = "select strength, cast(strength as integer) from purchases"
     engine, duck = TrinoEngine(settings, trino.url), DuckEngine(settings)
     try:
-        results = {sql: (engine.execute(sql), duck.execute(sql)) for sql in SEED_STATEMENTS}
+        results = {sql: (engine.execute(sql), duck.execute(sql)) for sql in [*SEED_STATEMENTS, per_row]}
     finally:
         engine.close()
         duck.close()
@@ -128,30 +128,27 @@ def test_the_seeds_statements_run_verbatim_on_trino_with_duckdbs_results(game_se
                "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
     assert [r[0] for r in t_rows] == [r[0] for r in d_rows] == columns
     assert [_type(r[1]) for r in t_rows] == [_type(r[1]) for r in d_rows]
-    assert dict((r[0], r[1]) for r in t_rows)["strength"] == "double"
+    assert (t_rows[5][1], d_rows[5][1]) == ("decimal(4,2)", "DECIMAL(4,2)")
 
     (t_cols, t_rows), (d_cols, d_rows) = results["select * from purchases"]
     assert t_cols == d_cols == columns
     assert len(t_rows) == 30 and Counter(t_rows) == Counter(d_rows)  # timestamps compare as instants
-    assert sorted(r[5] for r in t_rows) == sorted(STRENGTHS * 3)
+    assert sorted(str(r[5]) for r in t_rows) == sorted(str(_exact(s)) for s in STRENGTHS * 3)  # "2.50", exact
 
     (_, t_rows), (_, d_rows) = results["select count(*) from purchases"]
     assert t_rows == d_rows == [(30,)]
 
-    # avg(cast(strength as integer)): equal wherever the engines cast alike; on exact .5 ties of an even
-    # integer Trino rounds away from zero (the seeds' Presto did too) and DuckDB to even
+    # each strength cast alike on both engines, half away from zero as in Presto: 2.50 -> 3, 4.50 -> 5
+    (_, t_rows), (_, d_rows) = results[per_row]
+    presto = {_exact(s): _cast(s, ROUND_HALF_UP) for s in STRENGTHS}
+    assert Counter(t_rows) == Counter(d_rows) == Counter((_exact(s), presto[_exact(s)]) for s in STRENGTHS * 3)
+    assert (presto[Decimal("2.50")], presto[Decimal("4.50")]) == (3, 5)
+
     (_, t_rows), (_, d_rows) = results["select avg(cast(strength as integer)) from purchases"]
-    presto = sum(_presto_cast(s) for s in STRENGTHS * 3) / 30
-    duck_rule = sum(_duckdb_cast(s) for s in STRENGTHS * 3) / 30
-    assert math.isclose(t_rows[0][0], presto) and math.isclose(d_rows[0][0], duck_rule)
-    assert math.isclose(presto - duck_rule, 2 * 3 / 30)  # the two even ties (2.5, 4.5), three times each
-    without_ties = "select avg(cast(strength as integer)) from purchases where strength not in (2.5, 4.5)"
-    engine, duck = TrinoEngine(settings, trino.url), DuckEngine(settings)
-    try:
-        assert math.isclose(engine.execute(without_ties)[1][0][0], duck.execute(without_ties)[1][0][0])
-    finally:
-        engine.close()
-        duck.close()
+    answer = sum(_cast(s, ROUND_HALF_UP) for s in STRENGTHS * 3) / 30
+    assert t_rows == d_rows == [(answer,)]
+    # the ties are in the data: rounding them to even (DuckDB's cast of a DOUBLE) would give another answer
+    assert answer - sum(_cast(s, ROUND_HALF_EVEN) for s in STRENGTHS * 3) / 30 == pytest.approx(2 * 3 / 30)
 
 
 def test_pipeline_query_engine_trino_uses_the_running_local_trino(game_settings, trino, monkeypatch, capsys):
@@ -167,6 +164,8 @@ def test_pipeline_query_engine_trino_uses_the_running_local_trino(game_settings,
     assert len(lines) == 5 + 12 + 30 + 1 + 1
     assert [line["Table"] for line in lines[:5]] == ["declarations", "events_quarantine", "joins", "purchases",
                                                      "visits"]
+    assert lines[5 + 5] == {"Column": "strength", "Type": "decimal(4,2)", "Extra": "", "Comment": ""}
+    assert sorted(line["strength"] for line in lines[17:47]) == sorted(str(_exact(s)) for s in STRENGTHS * 3)
     assert trino.running_pid()  # reused, not restarted, and left running
 
     assert main(["--engine", "trino", "select * from nosuchtable"]) == 2

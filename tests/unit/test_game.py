@@ -4,9 +4,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
@@ -99,6 +101,20 @@ def test_strength_is_normal_5_4_clipped_to_0_10():
     assert [(e["strength"], e["description"]) for e in log.events] == [
         (0.0, "a flimsy steel sword"), (10.0, "a legendary battle axe")]
     assert describe_item(ITEMS[0], 7.9) == "a fine steel sword"
+
+
+#: every strength the API can draw: 0.00..10.00 in steps of 0.01
+ALL_STRENGTHS = [Decimal(k).scaleb(-2) for k in range(1001)]
+
+
+def test_every_strength_the_api_can_draw_is_a_json_number_that_fits_decimal_4_2():
+    # each hundredth, hit from below, exactly and from above (ties of the third decimal excluded: round() is
+    # binary), and the clipped draws: the JSON text is always the two-decimal number itself
+    nudges = (Decimal("-0.0049"), Decimal(0), Decimal("0.0049"))
+    draws = [float(d + n) for d in ALL_STRENGTHS for n in nudges] + [-0.004, -7.5, 10.004, 1e9]
+    texts = {json.dumps(draw_strength(FixedRng(v))) for v in draws}
+    assert all(re.fullmatch(r"(10|\d)\.\d\d?", t) for t in texts), sorted(texts)[:5]
+    assert sorted(Decimal(t) for t in texts) == ALL_STRENGTHS
 
 
 def test_a_bad_guild_is_a_400_that_logs_nothing():
@@ -436,11 +452,15 @@ def game_value(event_type: str | None = None, **fields) -> str:
     return json.dumps({**GAME, **({"event_type": event_type} if event_type is not None else {}), **fields})
 
 
+STRENGTH_REFUSED = ("field 'strength' expected decimal(4,2) (a number in plain notation with at most 2 decimal places "
+                    "and 2 integer digits), got ")
 ROUTED_BAD = {
     game_value("dance"): "unknown event_type 'dance'",
     game_value(): "missing required field 'event_type'",
     json.dumps({**GAME, "event_type": None}): "required field 'event_type' is null",
-    game_value("purchase_axe", item="axe", strength="strong"): "field 'strength' expected double, got \"strong\"",
+    game_value("purchase_axe", item="axe", strength="strong"): f"{STRENGTH_REFUSED}\"strong\"",
+    game_value("purchase_axe", item="axe", strength=7.505): f"{STRENGTH_REFUSED}7.505",  # would round
+    game_value("purchase_axe", item="axe", strength=100): f"{STRENGTH_REFUSED}100",
     game_value("purchase_axe", strength=1.0): "missing required field 'item'",
     game_value("join_guild"): "missing required field 'guild'",
     game_value("declare_war", timestamp="yesterday"): "field 'timestamp' expected an ISO-8601 date-time (an epoch "
@@ -468,12 +488,20 @@ def test_routing_splits_one_topic_into_tables_and_one_quarantine(spark):
     assert list(purchase) == ["event_type", "timestamp", "host", "user_agent", "item", "strength", "description",
                               *METADATA_COLUMNS]
     assert (purchase["item"], purchase["strength"], purchase["timestamp"]) == (
-        "sword", 7.5, dt.datetime(2026, 1, 5, 8, 0, 0, 123000))
+        "sword", Decimal("7.50"), dt.datetime(2026, 1, 5, 8, 0, 0, 123000))
+    assert str(result.tables["purchases"][1]["strength"]) == "0.00"
     assert list(result.tables["joins"][0])[:5] == ["event_type", "timestamp", "host", "user_agent", "guild"]
     assert {q["raw_value"]: q["reason"] for q in result.quarantine} == ROUTED_BAD
     assert all(list(q) == list(QUARANTINE_COLUMNS) for q in result.quarantine)
     offsets = sorted([r["kafka_offset"] for r in result.rows] + [q["kafka_offset"] for q in result.quarantine])
     assert offsets == list(range(len(values)))  # every record in exactly one place
+
+
+def test_every_strength_the_api_can_draw_lands_exactly_in_purchases(spark):
+    values = [game_value("purchase_axe", item="axe", strength=float(d)) for d in ALL_STRENGTHS]
+    result = parse_values(GameEventsConsumer, values, spark=spark)
+    assert result.quarantine == []
+    assert [str(r["strength"]) for r in result.tables["purchases"]] == [f"{d:.2f}" for d in ALL_STRENGTHS]
 
 
 def test_a_routing_batch_hands_each_table_and_the_quarantine_to_the_writer(spark, unit_settings):
@@ -528,7 +556,9 @@ def test_parquet_tables_per_route_exactly_once_and_queryable(spark, unit_setting
     assert set(tables) == {"purchases", "joins", "declarations", "visits", "events_quarantine"}
     rows = spark.sql("SELECT item, count(*) AS n, round(avg(strength), 2) AS s FROM purchases "
                      "GROUP BY item ORDER BY item").collect()
-    assert [tuple(r) for r in rows] == [("potion", 3, 0.0), ("sword", 4, 7.5)]
+    assert [tuple(r) for r in rows] == [("potion", 3, Decimal("0.00")), ("sword", 4, Decimal("7.50"))]
+    strength = pq.read_schema(next((out / "purchases").glob("*.parquet"))).field("strength")
+    assert (str(strength.type), strength.nullable) == ("decimal128(4, 2)", False)
     with pytest.raises(Exception, match="already holds 2 published batch"):
         consumer.bound_writer.prepare_routes("events", routing.tables, fresh_checkpoint=True)
 

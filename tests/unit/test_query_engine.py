@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import io
 import time
+from decimal import ROUND_HALF_UP, Decimal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from apps.game_consumers import PURCHASE_SCHEMA
 from framework.commands.query import main
 from framework.errors import PostgresError
 from framework.query.duck import DuckEngine, QueryError
@@ -41,6 +43,18 @@ def test_duckdb_engine_reads_parquet_tables_with_added_columns(tables):
     t0 = time.perf_counter()
     engine.execute("SELECT count(*) FROM metrics")
     assert time.perf_counter() - t0 < 5  # in-process; the 0.5 s target is measured in bench/
+
+
+def test_a_limited_statement_leaves_no_unfinished_result_behind(tables):
+    # DuckDB 2 refuses register() (how an Iceberg table is loaded) while a result is unfinished:
+    # `pipeline query --limit 2 "select * from metrics; describe purchases"` failed on the second statement
+    engine = DuckEngine(tables)
+    try:
+        assert engine.execute("SELECT * FROM range(10)", limit=2)[1] == [(0,), (1,)]
+        engine.con.register("later", pa.table({"a": [7]}))
+        assert engine.execute("SELECT a FROM later", limit=2)[1] == [(7,)]
+    finally:
+        engine.close()
 
 
 def test_missing_table_lists_the_tables(tables):
@@ -83,3 +97,45 @@ def test_query_command_runs_a_file_of_statements(tables, tmp_path, monkeypatch, 
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(tables.state_dir))
     assert main(["-f", str(sql), "--format", "csv"]) == 0
     assert capsys.readouterr().out.replace("\r", "") == "n\n4\ntop\n3\n"
+
+
+#: the ties 2.50 and 4.50 round to 3 and 5 in Presto/Trino (half away from zero) and to 2 and 4 in DuckDB's
+#: cast of a DOUBLE (half to even); -2.50 checks "away from zero" rather than "up"
+SEED_STRENGTHS = ["0.00", "1.25", "2.50", "3.75", "4.50", "5.01", "6.49", "7.50", "9.99", "10.00", "-2.50"]
+SEED_CAST = "select avg(cast(strength as integer)) from purchases"
+
+
+def _purchases(tmp_path, strength_type: pa.DataType) -> Settings:
+    out = tmp_path / "output"
+    (out / "purchases").mkdir(parents=True)
+    strengths = [Decimal(s) for s in SEED_STRENGTHS]
+    column = pa.array(strengths if pa.types.is_decimal(strength_type) else [float(s) for s in strengths],
+                      strength_type)
+    pq.write_table(pa.table({"item": ["sword"] * len(strengths), "strength": column}),
+                   out / "purchases" / "batch-000000000000.parquet")
+    return Settings.from_env({}, output_dir=out, state_dir=tmp_path / "state")
+
+
+def test_the_seeds_cast_of_the_game_s_decimal_strength_gives_prestos_answer_on_duckdb(tmp_path):
+    declared = PURCHASE_SCHEMA["strength"].dataType  # the game consumer's declaration
+    settings = _purchases(tmp_path, pa.decimal128(declared.precision, declared.scale))
+    presto = [int(Decimal(s).quantize(Decimal(1), rounding=ROUND_HALF_UP)) for s in SEED_STRENGTHS]
+    assert presto[2:5] == [3, 4, 5] and presto[-1] == -3
+    engine = DuckEngine(settings)
+    try:
+        assert engine.execute("describe purchases")[1][1][:2] == ("strength", "DECIMAL(4,2)")
+        assert engine.execute("select cast(strength as integer) from purchases")[1] == [(p,) for p in presto]
+        assert engine.execute(SEED_CAST)[1] == [(sum(presto) / len(presto),)]
+        assert [str(r[0]) for r in engine.execute("select strength from purchases")[1]] == SEED_STRENGTHS
+    finally:
+        engine.close()
+
+
+def test_the_same_strengths_as_doubles_round_ties_to_even_on_duckdb(tmp_path):
+    # why the game declares DECIMAL(4,2): a DOUBLE strength gives DuckDB's own answer, not Presto's
+    engine = DuckEngine(_purchases(tmp_path, pa.float64()))
+    try:
+        ties = engine.execute("select cast(strength as integer) from purchases where abs(strength) in (2.5, 4.5)")
+        assert ties[1] == [(2,), (4,), (-2,)]
+    finally:
+        engine.close()

@@ -196,3 +196,65 @@ def test_with_a_trino_url_nothing_is_managed_here(monkeypatch, capsys):
 def test_a_malformed_trino_url_is_refused_when_the_settings_are_read(value):
     with pytest.raises(SettingsError, match=r"PIPELINE_TRINO_URL=.* is not valid; expected empty"):
         Settings.from_env({"PIPELINE_TRINO_URL": value})
+
+
+class _Cursor:
+    """A trino DB-API cursor stand-in: each execute() takes the next outcome (an exception or rows)."""
+
+    def __init__(self, outcomes: list, executed: list) -> None:
+        self.outcomes, self.executed, self.rows = outcomes, executed, []
+        self.description = [("n",)]
+
+    def execute(self, sql):
+        self.executed.append(sql)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        self.rows = outcome
+
+    def fetchall(self):
+        return self.rows
+
+
+def _engine(outcomes: list, executed: list):
+    from framework.query.trino_engine import TrinoEngine
+
+    engine = TrinoEngine.__new__(TrinoEngine)  # no server: the connection is a stand-in
+    engine.settings, engine.url = Settings.from_env({}), "http://127.0.0.1:1"
+    engine.conn = type("Conn", (), {"cursor": lambda self: _Cursor(outcomes, executed)})()
+    return engine
+
+
+def _trino_error(name: str, message: str):
+    from trino.exceptions import TrinoExternalError
+
+    return TrinoExternalError({"message": message, "errorName": name, "errorType": "EXTERNAL"}, "q1")
+
+
+def test_a_statement_refused_for_want_of_nodes_is_sent_again_until_a_node_serves_it(monkeypatch):
+    # Trino 476 just started: the first scan of an s3a table failed with NO_NODES_AVAILABLE, the next ran
+    import framework.query.trino_engine as trino_engine
+
+    monkeypatch.setattr(trino_engine.time, "sleep", lambda s: None)
+    executed: list = []
+    no_nodes = _trino_error("NO_NODES_AVAILABLE", "No nodes available to run query")
+    engine = _engine([no_nodes, no_nodes, [(120,)]], executed)
+    assert engine.execute("select count(*) from t") == (["n"], [(120,)])
+    assert executed == ["select count(*) from t"] * 3
+
+
+def test_no_nodes_for_longer_than_the_wait_and_other_errors_are_raised_at_once(monkeypatch):
+    import framework.query.trino_engine as trino_engine
+    from framework.query.duck import QueryError
+
+    monkeypatch.setattr(trino_engine.time, "sleep", lambda s: None)
+    monkeypatch.setattr(trino_engine, "NO_NODES_WAIT", 0.0)
+    executed: list = []
+    engine = _engine([_trino_error("NO_NODES_AVAILABLE", "No nodes available to run query")], executed)
+    with pytest.raises(QueryError, match=r"^The query failed: No nodes available to run query \(NO_NODES_AVAILABLE\)$"):
+        engine.execute("select 1")
+    monkeypatch.setattr(trino_engine, "NO_NODES_WAIT", 30.0)
+    engine = _engine([_trino_error("DIVISION_BY_ZERO", "Division by zero")], executed)
+    with pytest.raises(QueryError, match=r"Division by zero \(DIVISION_BY_ZERO\)"):
+        engine.execute("select 1/0")
+    assert executed == ["select 1", "select 1/0"]
