@@ -53,8 +53,8 @@ DEFAULTS = {
     "sweep_records": (30_000, 100_000),
     "profile_records": (30_000, 200_000),
     "processes": ((1, 2), (1, 2, 3)),
-    "sim_runs": (2, 4),
-    "sim_timesteps": (600, 2000),
+    "sim_runs": (4, 8),  # 4: each of 2 executors publishes 2 of chat-sim's 4 partitions, one after the other
+    "sim_timesteps": (4000, 8000),  # quick: about 200,000 messages, so publishing, not start-up, fills the window
     "jdbc_records": (100_000, 500_000),
     "jdbc_repeat": (3, 5),  # a write of 100,000 rows swings by 2x between runs on a busy machine: an odd count
     "dashboard_loads": (3, 5),
@@ -93,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="records of the first seconds left out of the latency figures (default 3)")
     g = p.add_argument_group("simulate")
     g.add_argument("--sim-runs", type=cli.bounded_int(1, MAX_SIM_RUNS),
-                   default=None, help="runs of the chat simulation (quick 2, full 4)")
+                   default=None, help="runs of the chat simulation (quick 4, full 8)")
     g.add_argument("--sim-timesteps", type=cli.bounded_int(1, MAX_SIM_TIMESTEPS),
-                   default=None, help="timesteps per run (quick 600, full 2000)")
+                   default=None, help="timesteps per run (quick 4000, full 8000)")
     g.add_argument("--no-sim-spark", action="store_true", help="skip the Spark (1 and 2 executors) measurements")
     g = p.add_argument_group("sweep (each takes a comma-separated list)")
     g.add_argument("--brokers", type=cli.bounded_list(1, MAX_BROKERS), default=None,

@@ -12,8 +12,15 @@ Measured in one run, each into a fresh topic of ``partitions`` partitions:
 4. **Spark, 1 and 2 executors**: ``produce --spark`` of the same runs on a local
    standalone cluster of two one-core workers (:class:`~framework.local.spark_cluster.LocalSparkCluster`),
    the application capped at 1 then 2 cores (:mod:`bench.simjob`, its own process);
-   messages/s over the publishing window (first task ready to last task done, so
-   the Spark and Python start-up is left out).
+   messages/s over the publishing window (first task ready to last task done). The
+   Spark and Python start-up is left out: :func:`~framework.producer.distributed.publish_on_spark`
+   starts the publish job only when both executors are registered and their Python
+   workers have imported the producer and cadCAD, and the figure's note gives the
+   start skew between the executors' first tasks. With 4 runs each executor of two
+   publishes two partitions one after the other, so publishing, not start-up, fills the
+   window. The note also gives the CPU the machine, the broker and the executors' Python
+   workers used during that window (from ``/proc``), which shows when the 2 cores, not
+   Spark, are the limit.
 
 Targets: local producer >= 0.5 x ProducerPerformance, 2 executors >= 1.6 x 1 executor.
 When the model alone is slower than the target rate, the figure's note says that the
@@ -25,9 +32,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from bench.environment import BenchEnvironment
 from bench.errors import BenchError
@@ -47,7 +56,7 @@ REFERENCE = "kafka-producer-perf-test"
 @dataclass(frozen=True)
 class SimulateOptions:
     runs: int = 4
-    timesteps: int = 300
+    timesteps: int = 4000
     partitions: int = 4  # chat-sim's (ChatSimProducer.partitions): the reference topic gets as many
     executors: tuple[int, ...] = (1, 2)
     spark: bool = True
@@ -110,13 +119,14 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
         one, two = spark_rates.get(1), spark_rates.get(max(opts.executors))
         for k, value in sorted(spark_rates.items()):
             is_top = k == max(opts.executors) and k > 1
+            result = details["spark"][str(k)]
             report.figures.append(Figure(
                 "simulate", f"Spark, {k} executor{'s' if k > 1 else ''} ({client} client per task)", "records/s",
                 value, one if is_top else None, "1 executor" if is_top else "",
                 f">= {SCALE_TARGET} x ref" if is_top else "",
                 ratio_at_least(two, one, SCALE_TARGET) if is_top else None,
                 f"{opts.runs} runs in {min(opts.runs, opts.partitions)} tasks on a standalone cluster of 2 one-core "
-                f"workers; machine: {os.cpu_count()} cores shared with the broker" if is_top or k == 1 else ""))
+                f"workers; {_window_note(result)}" + (_cpu_limit_note(details["spark"]) if is_top else "")))
 
 
 def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messages: int, details: dict
@@ -136,12 +146,14 @@ def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messa
                             PIPELINE_KAFKA_BOOTSTRAP_SERVERS=env.bootstrap_servers,
                             PIPELINE_PRODUCER_CLIENT=client, PIPELINE_SPARK_EXECUTOR_MEMORY="512m",
                             PIPELINE_SPARK_EXECUTOR_CORES="1", PIPELINE_LOG_LEVEL="WARNING")
+            sampler = CpuSampler(_broker_pid(env), {os.getpid(), *cluster.pids().values()})
             cmd = [sys.executable, "-m", "bench.simjob", "--topic", topic, "--runs", str(opts.runs), "--timesteps",
                    str(opts.timesteps), "--executors", str(k)]
             log.info("simulate: Spark publish with {} executor(s) on {}", k, cluster.master_url)
             try:
-                proc = subprocess.run(cmd, cwd=ROOT, env=env_vars, capture_output=True, text=True,
-                                      timeout=opts.job_timeout, stdin=subprocess.DEVNULL)
+                with sampler:
+                    proc = subprocess.run(cmd, cwd=ROOT, env=env_vars, capture_output=True, text=True,
+                                          timeout=opts.job_timeout, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
                 raise BenchError(f"The Spark publish with {k} executor(s) did not end within "
                                  f"{opts.job_timeout:.0f} s.") from None
@@ -153,11 +165,150 @@ def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messa
             if result["sent"] != messages:
                 raise BenchError(f"The Spark publish with {k} executor(s) sent {result['sent']} messages, not "
                                  f"{messages}.")
+            if result["registered_executors"] != k:
+                raise BenchError(f"The Spark publish with {k} executor(s) ran on {result['registered_executors']} "
+                                 f"registered executor(s); the cluster's 2 one-core workers should give it {k}.")
+            tasks = result["tasks"]
+            start, end = min(t["ready"] for t in tasks), max(t["ended"] for t in tasks)
+            result["cpu"] = sampler.usage(start, end, sum(t["cpu_seconds"] for t in tasks))
             rates[k] = result["messages_per_second"]
             details["spark"][str(k)] = result
-            log.info("simulate: Spark, {} executor(s) ({} distinct): {:,.0f} messages/s over {:.1f} s of publishing",
-                     k, result["executors"], rates[k], result["publish_seconds"])
+            log.info("simulate: Spark, {} executor(s) ({} distinct): {:,.0f} messages/s over {:.1f} s of publishing; "
+                     "{}", k, result["executors"], rates[k], result["publish_seconds"], _window_note(result))
+            for t in tasks:
+                log.info("simulate:   task p{} runs {} in {}:{}: ready +{:.2f} s, ended +{:.2f} s, {:,} sent, "
+                         "{:.1f} CPU s", t["partition"], t["runs"], t["host"], t["pid"], t["ready"] - start,
+                         t["ended"] - start, t["sent"], t["cpu_seconds"])
     return rates
 
 
-__all__ = ["SimulateOptions", "run_simulate"]
+def _window_note(result: dict) -> str:
+    cpu = result.get("cpu") or {}
+    busy = ""
+    if cpu.get("machine_cores") is not None:
+        broker, spark = cpu["broker_cores"] or 0.0, cpu.get("spark_cores") or 0.0
+        busy = (f"; machine {cpu['machine_cores']:.2f} of {os.cpu_count()} cores busy: broker {broker:.2f}, Spark "
+                f"{spark:.2f} (of it the executors' Python {cpu['executor_cores']:.2f}), other processes "
+                f"{max(0.0, cpu['machine_cores'] - spark - broker):.2f}")
+    return (f"{result['executors']} Python worker(s), start skew {result['start_skew']:.2f} s of "
+            f"{result['publish_seconds']:.1f} s publishing{busy}"
+            + (f"; {result['cold_tasks']} task(s) in a Python worker the warm-up missed (imports on the clock)"
+               if result.get("cold_tasks") else ""))
+
+
+def _cpu_limit_note(spark: dict) -> str:
+    """The note's last sentence: the ceiling the machine's cores put on the executors' ratio.
+
+    With 1 executor the benchmark's own processes (broker and Spark) used ``x`` cores; ``k``
+    executors doing ``k`` times the work need about ``k * x`` (the broker's share grows with
+    the rate), so on ``cores`` cores their ratio cannot exceed ``cores / x``, and less when
+    other processes of the machine take cores during the window.
+    """
+    top = max(int(k) for k in spark)
+    cpu, one = (spark.get(str(k), {}).get("cpu") or {} for k in (top, 1))
+    cores = os.cpu_count() or 1
+    if one.get("spark_cores") is None or cpu.get("machine_cores") is None:
+        return ""
+    own = one["spark_cores"] + (one["broker_cores"] or 0.0)
+    others = max(0.0, cpu["machine_cores"] - (cpu["spark_cores"] or 0.0) - (cpu["broker_cores"] or 0.0))
+    return (f"; with 1 executor the broker and Spark used {own:.2f} cores, so on {cores} cores {top} executors can "
+            f"reach at most {cores / own:.2f} x{' (below the target)' if cores / own < SCALE_TARGET else ''}, and "
+            f"other processes took {others:.2f} cores while {top} executors published")
+
+
+def _broker_pid(env: BenchEnvironment) -> int | None:
+    """The local broker's process id (None for a cluster of several or an external Kafka)."""
+    running_pid = getattr(env.broker, "running_pid", None)
+    return running_pid() if callable(running_pid) else None
+
+
+class CpuSampler:
+    """Samples CPU time every ``interval`` s while in ``with``: the machine's busy time, the process ``pid``'s
+    (the broker), and per process descending from the processes ``groups`` (this benchmark with its Spark
+    driver, and the cluster's master and workers with their executors and Python workers), ``pid`` left out.
+
+    Linux only (``/proc/stat``, ``/proc/<pid>/stat``, fields per proc(5)); elsewhere
+    :meth:`usage` gives None values. Times are in seconds of CPU, samples stamped with ``time.time()``.
+    """
+
+    def __init__(self, pid: int | None, groups: Iterable[int] = (), interval: float = 0.1) -> None:
+        self.pid, self.groups, self.interval = pid, set(groups), interval
+        self.samples: list[tuple[float, float | None, float | None, dict[int, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self.samples.append((time.time(), self._machine_busy(), self._process_cpu(), self._group_cpu()))
+            if self._stop.wait(self.interval):
+                self.samples.append((time.time(), self._machine_busy(), self._process_cpu(), self._group_cpu()))
+                return
+
+    def _group_cpu(self) -> dict[int, float]:
+        """CPU seconds of every process descending from ``groups`` (the roots included), the broker left out."""
+        if not self.groups:
+            return {}
+        parent: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.parent.name)
+                parent[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended meanwhile
+        out: dict[int, float] = {}
+        for pid in cpu:
+            node, seen = pid, 0
+            while node > 1 and node not in self.groups and seen < 64:
+                node, seen = parent.get(node, 0), seen + 1
+            if node in self.groups and pid != self.pid:
+                out[pid] = cpu[pid]
+        return out
+
+    def _machine_busy(self) -> float | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / self._tick  # user..steal; guest is already in user
+
+    def _process_cpu(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def usage(self, start: float, end: float, executor_cpu: float) -> dict[str, float | None]:
+        """Cores busy on average over the wall-clock window ``start..end`` (the samples nearest inside it)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        seconds = end - start
+        out: dict[str, float | None] = {"window_seconds": seconds, "machine_cores": None, "broker_cores": None,
+                                        "spark_cores": None,
+                                        "executor_cores": executor_cpu / seconds if seconds > 0 else None}
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
+            return out
+        (t0, m0, b0, g0), (t1, m1, b1, g1) = inside[0], inside[-1]
+        if m0 is not None and m1 is not None:
+            out["machine_cores"] = (m1 - m0) / (t1 - t0)
+        if b0 is not None and b1 is not None:
+            out["broker_cores"] = (b1 - b0) / (t1 - t0)
+        if g1:  # processes alive at both ends (a Python worker reused for every task is)
+            out["spark_cores"] = sum(g1[pid] - g0[pid] for pid in g1 if pid in g0) / (t1 - t0)
+        return out
+
+
+__all__ = ["CpuSampler", "SimulateOptions", "run_simulate"]

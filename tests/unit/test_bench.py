@@ -283,7 +283,8 @@ def test_quick_options_and_overrides(tmp_path):
     assert custom.sections == ("sweep",) and len(custom.sweep.grid.points()) == 8
     assert {(p.brokers, p.replication_factor, p.min_insync_replicas) for p in quick.sweep.grid.points()} == {
         (1, 1, 1), (3, 1, 1), (3, 3, 1), (3, 3, 2)}
-    assert quick.simulate.runs == 2 and quick.simulate.spark
+    # 4 runs: each of 2 executors publishes 2 of chat-sim's 4 partitions, so start-up cannot fill the window
+    assert quick.simulate.runs == 4 and quick.simulate.timesteps == 4000 and quick.simulate.spark
     with pytest.raises(SystemExit):  # refused by the parser (every bound: tests/unit/test_cli_bounds.py)
         build_parser().parse_args(["--records", "0"])
 
@@ -348,3 +349,19 @@ def test_iceberg_and_trino_sections_time_every_statement_of_each_round(tmp_path)
     assert seen == QUERIES * 3 and len(times) == 2 * len(QUERIES) and all(t >= 0 for t in times)
     with pytest.raises(SystemExit):  # argparse refuses it in one sentence (bounded option)
         build_parser().parse_args(["--query-runs", "0"])
+
+
+def test_cpu_sampler_usage_gives_cores_over_the_publish_window_and_the_note_its_ceiling():
+    from bench.simulate import CpuSampler, _cpu_limit_note
+
+    sampler = CpuSampler(None)
+    # (wall time, machine busy CPU s, broker CPU s, {pid: CPU s} of the benchmark's own processes)
+    sampler.samples = [(0.0, 0.0, 0.0, {7: 0.0}), (1.0, 1.5, 0.2, {7: 0.9, 8: 0.1}), (3.0, 5.5, 0.6, {7: 2.9}),
+                       (9.0, 99.0, 9.0, {7: 9.0})]
+    usage = sampler.usage(1.0, 3.0, executor_cpu=1.6)
+    assert usage["machine_cores"] == pytest.approx(2.0) and usage["broker_cores"] == pytest.approx(0.2)
+    assert usage["spark_cores"] == pytest.approx(1.0)  # pid 8 ended inside the window: left out
+    assert usage["executor_cores"] == pytest.approx(0.8)
+    spark = {"1": {"cpu": {"machine_cores": 1.0, "broker_cores": 0.25, "spark_cores": 1.0}}, "2": {"cpu": usage}}
+    note = _cpu_limit_note(spark)
+    assert "used 1.25 cores" in note and "at most 1.60 x" in note and "other processes took 0.80 cores" in note
