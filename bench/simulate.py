@@ -186,14 +186,18 @@ def _window_note(result: dict) -> str:
     cpu = result.get("cpu") or {}
     busy = ""
     if cpu.get("machine_cores") is not None:
-        broker, spark = cpu["broker_cores"] or 0.0, cpu.get("spark_cores") or 0.0
-        busy = (f"; machine {cpu['machine_cores']:.2f} of {os.cpu_count()} cores busy: broker {broker:.2f}, Spark "
-                f"{spark:.2f} (of it the executors' Python {cpu['executor_cores']:.2f}), other processes "
-                f"{max(0.0, cpu['machine_cores'] - spark - broker):.2f}")
+        busy = (f"; machine {cpu['machine_cores']:.2f} of {os.cpu_count()} cores busy: broker "
+                f"{cpu['broker_cores'] or 0.0:.2f}, Spark {cpu.get('spark_cores') or 0.0:.2f} (of it the executors' "
+                f"Python {cpu['executor_cores']:.2f}), other processes {_other_cores(cpu):.2f}")
     return (f"{result['executors']} Python worker(s), start skew {result['start_skew']:.2f} s of "
             f"{result['publish_seconds']:.1f} s publishing{busy}"
             + (f"; {result['cold_tasks']} task(s) in a Python worker the warm-up missed (imports on the clock)"
                if result.get("cold_tasks") else ""))
+
+
+def _other_cores(cpu: dict) -> float:
+    """Cores the machine was busy with beyond the broker and Spark during the window (a :meth:`CpuSampler.usage`)."""
+    return max(0.0, cpu["machine_cores"] - (cpu.get("spark_cores") or 0.0) - (cpu["broker_cores"] or 0.0))
 
 
 def _cpu_limit_note(spark: dict) -> str:
@@ -210,7 +214,7 @@ def _cpu_limit_note(spark: dict) -> str:
     if one.get("spark_cores") is None or cpu.get("machine_cores") is None:
         return ""
     own = one["spark_cores"] + (one["broker_cores"] or 0.0)
-    others = max(0.0, cpu["machine_cores"] - (cpu["spark_cores"] or 0.0) - (cpu["broker_cores"] or 0.0))
+    others = _other_cores(cpu)
     return (f"; with 1 executor the broker and Spark used {own:.2f} cores, so on {cores} cores {top} executors can "
             f"reach at most {cores / own:.2f} x{' (below the target)' if cores / own < SCALE_TARGET else ''}, and "
             f"other processes took {others:.2f} cores while {top} executors published")
@@ -260,12 +264,10 @@ class CpuSampler:
         parent: dict[int, int] = {}
         cpu: dict[int, float] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+            read = self._stat(stat)
+            if read is not None:  # None: the process ended meanwhile
                 pid = int(stat.parent.name)
-                parent[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick
-            except (OSError, ValueError, IndexError):
-                continue  # the process ended meanwhile
+                parent[pid], cpu[pid] = read
         out: dict[int, float] = {}
         for pid in cpu:
             node, seen = pid, 0
@@ -284,11 +286,14 @@ class CpuSampler:
         return (sum(fields[:8]) - idle) / self._tick  # user..steal; guest is already in user
 
     def _process_cpu(self) -> float | None:
-        if self.pid is None:
-            return None
+        read = None if self.pid is None else self._stat(Path(f"/proc/{self.pid}/stat"))
+        return None if read is None else read[1]
+
+    def _stat(self, stat: Path) -> tuple[int, float] | None:
+        """(parent pid, CPU seconds: utime + stime) of a ``/proc/<pid>/stat`` file; None when it cannot be read."""
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            return int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick
         except (OSError, ValueError, IndexError):
             return None
 

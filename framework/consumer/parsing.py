@@ -50,8 +50,7 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, converted_fields,
-                                       mark_required,
-                                       needs_conversion, required_missing, shadow_schema)
+                                       mark_required, needs_conversion, required_missing, shadow_schema)
 from framework.errors import DeclarationError
 
 if TYPE_CHECKING:
