@@ -57,15 +57,14 @@ class TimedProducer:
              headers: list | None = None, partition: int | None = None, timestamp_ms: int | None = None) -> Any:
         count = self.sent
         self.sent = count + 1
-        self.value_bytes += len(value) if value is not None else 0
-        if count % self.sample:
-            return self.inner.send(topic, value=value, key=key, headers=headers, partition=partition,
-                                   timestamp_ms=timestamp_ms)
+        if value is not None:
+            self.value_bytes += len(value)
+        if count % self.sample:  # positional: kafka-python's and ConfluentProducer's order (the timer's own cost)
+            return self.inner.send(topic, value, key, headers, partition, timestamp_ms)
         started = time.perf_counter()
         if self.first_send is None:
             self.first_send = started
-        future = self.inner.send(topic, value=value, key=key, headers=headers, partition=partition,
-                                 timestamp_ms=timestamp_ms)
+        future = self.inner.send(topic, value, key, headers, partition, timestamp_ms)
         latencies = self.latencies
         future.add_callback(lambda _metadata: latencies.append(time.perf_counter() - started))
         return future

@@ -50,7 +50,9 @@ class FakeLibrdkafka:
         self.closed = False
         self.built.append(self)
 
-    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, timestamp=0, headers=None):
+    def produce(self, topic, value=None, key=None, partition=-1, callback=None, on_delivery=None, timestamp=0,
+                headers=None):  # confluent-kafka's order (Producer.c): callback, then its alias on_delivery
+        on_delivery = callback or on_delivery
         if self.closed:
             raise RuntimeError("Producer has been closed")
         if len(self.queue) >= self.capacity:
@@ -389,3 +391,21 @@ def test_producer_abc_on_the_confluent_client_never_hides_a_persistent_failure(f
     with pytest.raises(ProducerError, match=r"failed 3 times in a row .*TOPIC_AUTHORIZATION_FAILED"):
         producer.run()
     assert kafka.messages("unit-confluent") == [] and all(p.closed for p in fake.built)
+
+
+def test_the_real_librdkafka_takes_the_positional_produce_and_reports_to_the_future(settings):
+    """send() calls produce() positionally (faster than keywords); the real client must route the
+    delivery report to the future and accept the headers list in that order."""
+    producer = ConfluentProducer(settings.replace(kafka_bootstrap_servers="127.0.0.1:1"))
+    try:
+        future = producer.send("unit-positional", value=b'{"id":1}', key=b"k", partition=0,
+                               headers=[("pipeline-position", b"7"), ("pipeline-watermark", b"6")])
+        assert not future.is_done
+        producer._producer.purge(in_queue=True, in_flight=True)  # no broker: purge, then serve the report
+        producer._producer.poll(0)
+        assert future.is_done and isinstance(future.exception, ConfluentDeliveryError)
+        assert "PURGE_QUEUE" in str(future.exception)
+        assert not producer._outstanding
+    finally:
+        producer.halt("test over")
+        producer.close()
