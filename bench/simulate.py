@@ -91,8 +91,10 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
     log.info("simulate: reference ({}) {:,.0f} records/s", REFERENCE, ref.records_per_s)
     client = "confluent" if confluent_available() else "kafka-python"
     topic = env.new_topic("sim", create=False)  # the producer creates it with chat-sim's partition count
+    cpu_started = time.process_time()  # this process, all threads (librdkafka's too): steadier than the rate
     local = run_timed(ChatSimProducer, s.replace(producer_client=client), client=client, runs=opts.runs,
                       timesteps=opts.timesteps, topic=topic)
+    cpu_per_message = (time.process_time() - cpu_started) / max(1, local.sent) * 1e6
     if local.sent != messages:
         raise BenchError(f"The local simulation producer sent {local.sent} messages, not {messages}.")
     rate = local.throughput.records_per_s
@@ -110,9 +112,14 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
                                  ratio_at_least(rate, ref.records_per_s, PRODUCER_TARGET), note + limit))
     report.figures.append(Figure("simulate", f"local simulation producer ({client} client): p99 latency", "ms",
                                  local.latency.p99_ms, ref.p99_ms, REFERENCE))
+    report.figures.append(Figure("simulate", f"local simulation producer ({client} client): CPU per message", "us",
+                                 cpu_per_message, 1e6 / alone, "model alone", "", None,
+                                 "CPU time of this process (all threads) over the run / messages sent, against the "
+                                 "model's own cost per message; the rest is the publishing path. Steadier than the "
+                                 "rate on a shared machine"))
     details = {"messages": messages, "record_size": size, "runs": opts.runs, "timesteps": opts.timesteps,
                "partitions": opts.partitions, "model_alone_per_s": alone, "reference": ref.to_dict(),
-               "local": {**local.to_dict(), "client": client}, "spark": {}}
+               "local": {**local.to_dict(), "client": client, "cpu_us_per_message": cpu_per_message}, "spark": {}}
     report.details["simulate"] = details
     if opts.spark:
         spark_rates = _spark_runs(env, opts, client, messages, details)

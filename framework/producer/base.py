@@ -33,7 +33,7 @@ from framework.producer.resume import POSITION_HEADER, WATERMARK_HEADER, ResumeS
 from framework.settings import Settings
 from framework.topics import MAX_TOPIC_NAME_LENGTH, topic_name_problem
 
-__all__ = ["PRODUCERS", "ProducerABC", "ProduceSummary"]
+__all__ = ["PRODUCERS", "ProducerABC", "ProduceSummary", "frozen_heap"]
 
 PRODUCERS: Registry["ProducerABC"] = Registry("producer", "pipeline.producers")
 
@@ -100,7 +100,8 @@ class ProducerABC:
     object, reused and not closed), ``producer_factory=``, ``session=`` (requests-like),
     ``admin=`` (:class:`~framework.admin.KafkaAdmin`-like) and ``consumer_factory=`` to test
     without a broker (:mod:`framework.testing.producer` has fakes). :meth:`stop` may be called
-    from any thread or a signal handler.
+    from any thread or a signal handler. While :meth:`run` runs, the objects alive at its start
+    are frozen for the garbage collector (:func:`frozen_heap`).
     """
 
     abstract: ClassVar[bool] = True

@@ -34,3 +34,6 @@ def test_quick_simulate_section_measures_the_model_the_reference_and_the_local_p
         if figure["section"] == "simulate" and figure["unit"] == "records/s":
             assert figure["ours"] > 0, figure
     assert "| simulate | local simulation producer" in proc.stdout
+    cpu = [f for f in results["figures"] if f["section"] == "simulate" and f["name"].endswith("CPU per message")]
+    assert len(cpu) == 1 and cpu[0]["unit"] == "us" and cpu[0]["ours"] > cpu[0]["reference"] > 0  # publishing costs
+    assert details["local"]["cpu_us_per_message"] == cpu[0]["ours"]
