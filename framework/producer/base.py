@@ -361,7 +361,6 @@ class ProducerABC:
 
     def _send(self, producer: Any, topic: str, partition: int, key: bytes | None, value: bytes, position: int,
               headers: list[tuple[str, bytes]], kind: int) -> None:
-        # the hot path of every producer: one call per record, the completed head advanced only when it is done
         headers.append((POSITION_HEADER, b"%d" % position))
         headers.append((WATERMARK_HEADER, b"%d" % self._acked_through))
         try:
@@ -371,16 +370,18 @@ class ProducerABC:
                 raise _Oversized(f"{type(exc).__name__}: {exc}") from None
             raise KafkaFailure(f"send to {topic}[{partition}] raised {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_delivery_error, topic, partition, position)
+        self._track(position, future, kind)
+
+    def _track(self, position: int, future: Any = None, kind: int = _DONE) -> None:
+        """Remember a position (with its send's future, if any) and advance over completed ones.
+
+        Called for every record: :meth:`_advance` runs only when the oldest position is complete.
+        """
         pending = self._pending
         pending.append((position, future, kind))
         head = pending[0][1]
         if head is None or head.is_done:
             self._advance(final=False)
-
-    def _track(self, position: int, future: Any = None, kind: int = _DONE) -> None:
-        """Remember a position (with its send's future, if any) and advance over completed ones."""
-        self._pending.append((position, future, kind))
-        self._advance(final=False)
 
     def _advance(self, final: bool) -> None:
         """Pop completed positions in order: count them, move the acknowledged watermark.

@@ -193,11 +193,8 @@ class DeliveryFuture:
     def _delivered(self, err: Any, msg: Any) -> None:
         """librdkafka's delivery report (``on_delivery``), served by poll()/flush() on the calling thread."""
         owner, self._owner = self._owner, None
-        if err is None and not self.is_done:  # the common case, inline: one call per acknowledged record
-            self.value, self.is_done = msg, True
-            callbacks, self._callbacks, self._errbacks = self._callbacks, None, None
-            for f in callbacks or ():
-                _call(f, msg)
+        if err is None and not self.is_done:  # the common case: nothing to halt, the owner only forgets it
+            self.success(msg)
             if owner is not None:
                 owner._outstanding.discard(self)
             return

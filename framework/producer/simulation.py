@@ -111,7 +111,6 @@ class SimulationProducerABC(ProducerABC):
                                        "'_', '-').")
             self.topic = topic  # type: ignore[misc]  # this instance's topic shadows the declared class one
         self.groups = None if groups is None else sorted(set(groups))
-        self._written_through = -1  # the last position the partition being published held at the start
 
     # ------------------------------------------------------------- topics and state
     def _ensure_topics(self) -> None:
@@ -174,7 +173,6 @@ class SimulationProducerABC(ProducerABC):
                 if run_range(run)[1] < start or self._stop.is_set():
                     continue
                 last_timestep = None
-                self._written_through = self._state.high_water.get((self.topic, partition), -1)
                 for position, item in self.simulation.simulate(run, start, should_stop=self._stop.is_set):
                     if self._failure is not None:
                         raise KafkaFailure(self._failure)
@@ -197,7 +195,7 @@ class SimulationProducerABC(ProducerABC):
             key, value = encode_message(item, self.key_field)
         except BadMessage as exc:
             return self._dead_letter_message(producer, partition, position, item, str(exc))
-        if position <= self._written_through:  # the partition already holds it (its tail read at the start)
+        if self._state.already_written((self.topic, partition), position):
             self.skipped_existing += 1
             return self._track(position)
         self._send(producer, self.topic, partition, key, value, position, [], _SENT)
