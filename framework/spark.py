@@ -128,8 +128,9 @@ def spark_conf(settings: Settings, extra: Mapping[str, str] | None = None,
         "spark.executor.extraJavaOptions": jvm,
         # PySpark's DataFrame query context: with it on, every pyspark.sql.functions call makes five more Py4J
         # round trips to record its Python call site (pyspark/errors/utils.py, _with_origin). The consumer's
-        # parse plan is about 500 such calls, so this cut its build from about 0.2 s; the call site only
-        # decorated errors of ANSI-mode expressions, which point at the framework's own code here.
+        # parse plan is about 500 such calls, so this cut its build from about 0.2 s. What is lost: the Python
+        # line in the message of an ANSI-mode runtime error (a transform()'s own expressions included);
+        # extra_conf of build_spark_session turns it back on.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     if kafka_connector:
