@@ -40,3 +40,31 @@ def test_building_column_expressions_records_no_python_call_site_through_py4j(sp
 
     assert sent, "the expressions were built in the JVM"
     assert not [c for c in sent if "PySparkCurrentOrigin" in c]
+
+
+def test_streaming_checkpoints_are_written_through_the_file_system_api(spark, tmp_path):
+    """The manager Spark's stream execution creates for a checkpoint (CheckpointFileManager.create)."""
+    assert spark_conf(Settings.from_env({}), kafka_connector=False)[
+        "spark.sql.streaming.checkpointFileManagerClass"].endswith(".FileSystemBasedCheckpointFileManager")
+    jvm = spark.sparkContext._jvm
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    manager = jvm.org.apache.spark.sql.execution.streaming.CheckpointFileManager.create(
+        jvm.org.apache.hadoop.fs.Path(str(tmp_path / "checkpoint")), hadoop_conf)
+
+    assert manager.getClass().getSimpleName() == "FileSystemBasedCheckpointFileManager"
+    assert manager.isLocal()
+
+
+def test_a_bounded_stream_writes_its_offset_and_commit_logs_with_that_manager(spark, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.txt").write_text("x\ny\n")
+    checkpoint = tmp_path / "checkpoint"
+    seen: list[int] = []
+    query = (spark.readStream.text(str(source)).writeStream.option("checkpointLocation", str(checkpoint))
+             .foreachBatch(lambda df, batch_id: seen.append(df.count())).trigger(availableNow=True).start())
+    query.awaitTermination(60)
+
+    assert seen == [2]
+    assert (checkpoint / "offsets" / "0").is_file() and (checkpoint / "commits" / "0").is_file()
+    assert not list(checkpoint.rglob("*.tmp")), "every temporary file was renamed into place"
