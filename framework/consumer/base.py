@@ -53,6 +53,12 @@ log = get_logger("consumer")
 #: every concrete consumer, by name
 CONSUMERS: Registry["ConsumerSparkABC"] = Registry("consumer", "pipeline.consumers")
 FETCH_MAX_WAIT_MS = 50
+#: records one poll() of Spark's Kafka consumer may return (Kafka's default is 500). Kafka's consumer
+#: documentation: it "does not impact the underlying fetching behavior", the records of each fetch are
+#: cached and handed out poll by poll, so memory stays bounded by the fetch sizes. With 500, a bounded run
+#: of 300,000 records took 1.75 to 2.0 s and with 10,000 1.45 to 1.6 s (python cmd/bench_cmd.py --quick
+#: --only consume; docs/consumers.md).
+MAX_POLL_RECORDS = 10_000
 MODES = ("continuous", "bounded")
 
 
@@ -395,7 +401,8 @@ class ConsumerSparkABC:
                   .option("failOnDataLoss", str(bool(self.fail_on_data_loss)).lower())
                   # a micro-batch reads offset ranges that exist: a broker holding a fetch past the
                   # end for the default 500 ms only delays the batch (seen: +0.8 s after a pause)
-                  .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS)))
+                  .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
+                  .option("kafka.max.poll.records", str(MAX_POLL_RECORDS)))
         if self.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(self.max_offsets_per_trigger))
         return reader.load()

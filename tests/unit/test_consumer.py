@@ -120,6 +120,23 @@ def test_init_does_no_io_and_binds_a_copy_of_the_writer(unit_settings):
         cls(unit_settings, max_offsets_per_trigger=-1)
 
 
+def test_the_kafka_source_hands_out_up_to_ten_thousand_records_per_poll(unit_settings, mocker):
+    """Spark's Kafka source gets the consumer's options, ``kafka.max.poll.records`` among them."""
+    spark = mocker.MagicMock()
+    reader = spark.readStream.format.return_value
+    reader.option.return_value = reader
+    consumer = declare()(unit_settings, spark=spark, max_offsets_per_trigger=0)
+
+    consumer._reader("metrics")
+
+    spark.readStream.format.assert_called_once_with("kafka")
+    options = dict(c.args for c in reader.option.call_args_list)
+    assert options["kafka.max.poll.records"] == "10000"
+    assert options["subscribe"] == "metrics" and options["kafka.fetch.max.wait.ms"] == "50"
+    assert "maxOffsetsPerTrigger" not in options  # 0: no rate limit
+    reader.load.assert_called_once_with()
+
+
 def test_unknown_mode_is_refused_before_any_connection(unit_settings):
     with pytest.raises(ConsumerError, match="Unknown mode 'forever'; use one of continuous, bounded"):
         declare()(unit_settings).run(mode="forever")
