@@ -242,26 +242,54 @@ def _wrong_type(record: "Column", schema: "StructType", values: "Column") -> "Co
     """True when a value of the JSON object ``values`` is present but did not convert (at any depth)."""
     from pyspark.sql import functions as F
 
-    found: list["Column"] = []
-    for f in schema.fields:
-        _wrong_leaves(record[f.name], f.dataType, [f.name], values, found)
+    found = [_wrong_node(record[f.name], f.dataType, _member(values, f.name)) for f in schema.fields]
     return reduce(lambda a, b: a | b, found, F.lit(False))
 
 
-def _wrong_leaves(typed: "Column", dtype: Any, path: list[str], values: "Column", found: list["Column"]) -> None:
+def _member(json: "Column", name: str) -> "Column":
+    """The member ``name`` of the JSON object ``json`` (a variant; null when absent or not an object)."""
+    from pyspark.sql import functions as F
+
+    return F.try_variant_get(json, f"$['{name}']", "variant")
+
+
+def _wrong_node(typed: "Column", dtype: Any, json: "Column") -> "Column":
+    """True when the JSON value ``json`` (a variant, null when absent) is present but ``typed`` lost some of it.
+
+    Structs are recursed field by field, and arrays and maps of structs, arrays or
+    maps element by element (an element ``{"v": "x"}`` of ``ARRAY<STRUCT<v: INT>>``
+    parses as a struct with a null field, not as a null element). A time or decimal
+    leaf is left out: its problem comes from the conversion.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
-    if needs_conversion(dtype) and not isinstance(dtype, StructType):
-        return  # a time or decimal leaf (or a container of them): its problem comes from the conversion
-    json = F.try_variant_get(values, "$" + "".join(f"['{p}']" for p in path), "variant")
     present = json.isNotNull() & ~F.is_variant_null(json)
     if isinstance(dtype, StructType):
-        found.append(present & ~F.upper(F.schema_of_variant(json)).startswith("OBJECT"))
-        for f in dtype.fields:
-            _wrong_leaves(typed[f.name], f.dataType, [*path, f.name], values, found)
-        return
-    found.append(present & (typed.isNull() | _lost_elements(typed, dtype, json)))
+        parts = [present & ~F.upper(F.schema_of_variant(json)).startswith("OBJECT")]
+        parts += [_wrong_node(typed[f.name], f.dataType, _member(json, f.name)) for f in dtype.fields]
+        return reduce(lambda a, b: a | b, parts)
+    inner = _wrong_elements(typed, dtype, json)
+    if needs_conversion(dtype):
+        return inner  # a time or decimal leaf, or a container of them: the conversion names its problem
+    return (present & (typed.isNull() | _lost_elements(typed, dtype, json))) | inner
+
+
+def _wrong_elements(typed: "Column", dtype: Any, json: "Column") -> "Column":
+    """For an array or map of structs, arrays or maps: True when an element lost some of its JSON value."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StringType, StructType
+
+    nested = (StructType, ArrayType, MapType)
+    if isinstance(dtype, ArrayType) and isinstance(dtype.elementType, nested):
+        elements = F.try_variant_get(json, "$", "array<variant>")
+        pairs = F.zip_with(typed, elements, lambda t, j: _wrong_node(t, dtype.elementType, j))
+    elif isinstance(dtype, MapType) and isinstance(dtype.valueType, nested) and isinstance(dtype.keyType, StringType):
+        members = F.try_variant_get(json, "$", "map<string,variant>")
+        pairs = F.map_values(F.map_zip_with(typed, members, lambda _, t, j: _wrong_node(t, dtype.valueType, j)))
+    else:
+        return F.lit(False)
+    return F.coalesce(F.exists(pairs, lambda wrong: wrong), F.lit(False))
 
 
 def _lost_elements(typed: "Column", dtype: Any, json: "Column") -> "Column":
@@ -410,17 +438,21 @@ def _walk(typed: "Column", dtype: Any, nullable: bool, path: list[str], values: 
     if not nullable:
         found.append(F.when(typed.isNull() & json.isNull(), F.lit(f"missing required field {name}"))
                      .when(typed.isNull() & F.is_variant_null(json), F.lit(f"required field {name} is null")))
-    if needs_conversion(dtype) and not isinstance(dtype, StructType):
-        return  # a time or decimal leaf (or a container of them): its problem comes from the conversion
     shown = _shown(F.to_json(json))
     wrong = F.concat(F.lit(f"field {name} expected {dtype.simpleString()}, got "), shown)
+    if needs_conversion(dtype) and not isinstance(dtype, StructType):
+        # a time or decimal leaf (or a container of them): its problem comes from the conversion; an element
+        # of another type inside a container of them is named here
+        found.append(F.when(_wrong_elements(typed, dtype, json), wrong))
+        return
     if isinstance(dtype, StructType):
         is_object = F.upper(F.schema_of_variant(json)).startswith("OBJECT")
         found.append(F.when(present & ~is_object, wrong))
         for f in dtype.fields:
             _walk(typed[f.name], f.dataType, f.nullable, [*path, f.name], values, found)
         return
-    found.append(F.when(present & (typed.isNull() | _lost_elements(typed, dtype, json)), wrong))
+    found.append(F.when(present & (typed.isNull() | _lost_elements(typed, dtype, json))
+                        | _wrong_elements(typed, dtype, json), wrong))
 
 
 def _shown(text: "Column") -> "Column":

@@ -113,10 +113,29 @@ def test_dates_follow_the_same_rule(spark):
     ("events ARRAY<STRUCT<at: TIMESTAMP>>", '{"events":[{"at":"2026-01-05T06:00:00Z"},{"at":"202601"}]}',
      "field 'events[].at' expected an ISO-8601 date-time"),
     ("loc STRUCT<lat: DOUBLE NOT NULL>", '{"loc":{"lon":1}}', "missing required field 'loc.lat'"),
+    # an element of an array or map of structs, arrays or maps parses as a struct with a null field, not a null
+    ("e ARRAY<STRUCT<v: INT>>", '{"e":[{"v":"x"}]}', "field 'e' expected array<struct<v:int>>, got [{\"v\":\"x\"}]"),
+    ("e ARRAY<STRUCT<v: INT>>", '{"e":[{"v":1},{"v":1.5}]}', "field 'e' expected array<struct<v:int>>, got "),
+    ("e ARRAY<STRUCT<at: TIMESTAMP, v: INT>>", '{"e":[{"at":"2026-01-05T06:00:00Z","v":"x"}]}',
+     "field 'e' expected array<struct<at:timestamp,v:int>>, got "),
+    ("e ARRAY<STRUCT<in: STRUCT<n: INT>>>", '{"e":[{"in":{"n":"x"}}]}', "field 'e' expected array<struct<in:struct<n:int>>>"),
+    ("xss ARRAY<ARRAY<INT>>", '{"xss":[[1],[2,"a"]]}', "field 'xss' expected array<array<int>>, got [[1],[2,\"a\"]]"),
+    ("m MAP<STRING, STRUCT<v: INT>>", '{"m":{"k":{"v":"x"}}}', "field 'm' expected map<string,struct<v:int>>, got "),
+    ("loc STRUCT<e: ARRAY<STRUCT<v: INT>>>", '{"loc":{"e":[{"v":"x"}]}}', "field 'loc.e' expected array<struct<v:int>>"),
 ])
 def test_a_wrong_type_at_any_depth_is_quarantined_with_its_path(spark, schema, value, reason):
     rows, reasons = _one(schema, value)
     assert rows == [] and len(reasons) == 1 and reasons[0].startswith(reason), reasons
+
+
+def test_arrays_and_maps_of_structs_that_fit_are_kept_with_their_nulls(spark):
+    rows, reasons = _one("e ARRAY<STRUCT<v: INT, at: TIMESTAMP>>, m MAP<STRING, STRUCT<v: INT>>, xss ARRAY<ARRAY<INT>>",
+                         '{"e":[{"v":1,"at":"2026-01-05T06:00:00Z"},{"v":null},null,{}],'
+                         '"m":{"a":{"v":2},"b":null,"c":{"v":null}},"xss":[[1,null],null,[]]}')
+    assert reasons == []
+    assert [None if x is None else x["v"] for x in rows[0]["e"]] == [1, None, None, None]
+    assert {k: None if v is None else v["v"] for k, v in rows[0]["m"].items()} == {"a": 2, "b": None, "c": None}
+    assert rows[0]["xss"] == [[1, None], None, []]
 
 
 def test_nested_values_that_fit_are_kept(spark):
