@@ -84,7 +84,8 @@ class BatchPublisher:
         A batch known to be small (``planned_rows`` below ``collect_below``) is
         collected to the driver as Arrow and written with pyarrow: one Spark job,
         no output committer, which is what keeps the micro-batches of a
-        continuous consumer short. Otherwise Spark writes the frame's partitions
+        continuous consumer short (not when a field below the top level is
+        ``NOT NULL``: :func:`_required_inside`). Otherwise Spark writes the frame's partitions
         in parallel (one part file per task, nothing funnelled through one task)
         and several non-empty parts are merged into the one published file, row
         group by row group, with pyarrow (bounded memory). Either way the file
@@ -93,7 +94,7 @@ class BatchPublisher:
         staging = self.staging / f"batch-{batch_id:012d}-{uuid.uuid4().hex}"
         target = self.path_for(batch_id)
         try:
-            if planned_rows is not None and planned_rows < self.collect_below:
+            if planned_rows is not None and planned_rows < self.collect_below and not _required_inside(df.schema):
                 single = _write_collected(df, staging / "collected.parquet", self.compression)
             else:
                 df.write.mode("overwrite").option("compression", self.compression).parquet(str(staging))
@@ -180,6 +181,28 @@ def check_table_schema(path: Path, schema: "StructType") -> list[str]:
 def _codec(compression: str) -> str:
     """Spark's name of a Parquet codec as pyarrow spells it."""
     return {"uncompressed": "none", "lz4_raw": "lz4"}.get(compression.lower(), compression.lower())
+
+
+def _required_inside(schema: "StructType") -> bool:
+    """True when a field below the top level of ``schema`` is required (``NOT NULL`` in a struct, an array or a map).
+
+    Arrow refuses such a column when a parent struct is null (pyspark's ``toArrow``
+    casts to the schema: "nulls in input cannot be viewed as non-nullable"), so those
+    batches are written by Spark, whose Parquet writer keeps a required field inside
+    an optional group.
+    """
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    def required(dtype: Any) -> bool:
+        if isinstance(dtype, StructType):
+            return any(not f.nullable or required(f.dataType) for f in dtype.fields)
+        if isinstance(dtype, ArrayType):
+            return not dtype.containsNull or required(dtype.elementType)
+        if isinstance(dtype, MapType):
+            return not dtype.valueContainsNull or required(dtype.keyType) or required(dtype.valueType)
+        return False
+
+    return any(required(f.dataType) for f in schema.fields)
 
 
 def _write_collected(df: "DataFrame", target: Path, compression: str) -> Path | None:

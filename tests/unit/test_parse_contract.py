@@ -118,10 +118,12 @@ def test_dates_follow_the_same_rule(spark):
     ("e ARRAY<STRUCT<v: INT>>", '{"e":[{"v":1},{"v":1.5}]}', "field 'e' expected array<struct<v:int>>, got "),
     ("e ARRAY<STRUCT<at: TIMESTAMP, v: INT>>", '{"e":[{"at":"2026-01-05T06:00:00Z","v":"x"}]}',
      "field 'e' expected array<struct<at:timestamp,v:int>>, got "),
-    ("e ARRAY<STRUCT<in: STRUCT<n: INT>>>", '{"e":[{"in":{"n":"x"}}]}', "field 'e' expected array<struct<in:struct<n:int>>>"),
+    ("e ARRAY<STRUCT<in: STRUCT<n: INT>>>", '{"e":[{"in":{"n":"x"}}]}',
+     "field 'e' expected array<struct<in:struct<n:int>>>"),
     ("xss ARRAY<ARRAY<INT>>", '{"xss":[[1],[2,"a"]]}', "field 'xss' expected array<array<int>>, got [[1],[2,\"a\"]]"),
     ("m MAP<STRING, STRUCT<v: INT>>", '{"m":{"k":{"v":"x"}}}', "field 'm' expected map<string,struct<v:int>>, got "),
-    ("loc STRUCT<e: ARRAY<STRUCT<v: INT>>>", '{"loc":{"e":[{"v":"x"}]}}', "field 'loc.e' expected array<struct<v:int>>"),
+    ("loc STRUCT<e: ARRAY<STRUCT<v: INT>>>", '{"loc":{"e":[{"v":"x"}]}}',
+     "field 'loc.e' expected array<struct<v:int>>"),
 ])
 def test_a_wrong_type_at_any_depth_is_quarantined_with_its_path(spark, schema, value, reason):
     rows, reasons = _one(schema, value)
@@ -213,3 +215,25 @@ def test_not_null_fields_are_required_in_the_parquet_files(spark, tmp_path, plan
     stored = json.loads(schema.metadata[b"org.apache.spark.sql.parquet.row.metadata"])
     assert {f["name"]: f["nullable"] for f in stored["fields"]}["id"] is False
     assert pq.read_table(path).column("id").to_pylist() == [1]
+
+
+@pytest.mark.parametrize("planned", [1, None])  # small enough to collect, or written by Spark in parts and merged
+def test_a_required_field_inside_an_absent_struct_is_written_and_stays_required(spark, tmp_path, planned):
+    """``loc`` may be absent; when it is there, ``loc.lat`` must be (Arrow cannot collect such a column)."""
+    import pyarrow.parquet as pq
+
+    from framework.consumer.parsing import kafka_frame, split_valid_invalid
+    from framework.sinks import BatchPublisher
+    from framework.testing.consumer import kafka_like_frame
+
+    values = ['{"id":1}', '{"id":2,"loc":{"lat":1.5}}', '{"id":3,"loc":null}', '{"id":4,"loc":{"lon":2.0}}'] * 2
+    frame = kafka_frame(kafka_like_frame(spark, values))
+    valid, bad = split_valid_invalid(frame, "id INT NOT NULL, loc STRUCT<lat: DOUBLE NOT NULL, lon: DOUBLE>")
+    path = BatchPublisher(tmp_path / "t", collect_below=100).publish(
+        valid if planned else valid.repartition(3), 0, planned)
+
+    rows = sorted(pq.read_table(path, columns=["id", "loc"]).to_pylist(), key=lambda r: r["id"])
+    assert rows == sorted([{"id": 1, "loc": None}, {"id": 2, "loc": {"lat": 1.5, "lon": None}},
+                           {"id": 3, "loc": None}] * 2, key=lambda r: r["id"])
+    assert [r.reason for r in bad.select("reason").collect()] == ["missing required field 'loc.lat'"] * 2
+    assert pq.read_schema(path).field("loc").type.field("lat").nullable is False
