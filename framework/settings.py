@@ -158,7 +158,8 @@ class Settings:
         "", "spark.driver.host executors connect back to (e.g. the consumer's service name); empty lets Spark "
         "choose, local masters always use 127.0.0.1")
     # Consumer
-    max_offsets_per_trigger: int = _setting(1000, "records a streaming micro-batch reads at most", _positive)
+    max_offsets_per_trigger: int = _setting(1000, "records a streaming micro-batch reads at most (0: no limit)",
+                                            _non_negative)
     trigger_seconds: float = _setting(10.0, "seconds between micro-batches in continuous mode", _seconds)
     starting_offsets: str = _setting("earliest", "where a new streaming query starts", _choice(*_OFFSETS))
     # Producer
