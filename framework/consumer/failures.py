@@ -44,6 +44,8 @@ log = get_logger("consumer")
 
 _CAUSED_BY = re.compile(r"^\s*Caused by:\s*(.+)$")
 _PY_EXC = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s?(.*)$")
+#: the last line of a Python traceback: any exception class (pyarrow's ``ArrowInvalid`` ends in neither word)
+_PY_LAST = re.compile(r"^([A-Za-z_][\w.]*):\s(.*)$")
 _JAVA_EXC = re.compile(r"^((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)):?\s*(.*)$")
 _PARTITION = re.compile(r"(?:partition[= ]|TopicPartition: ?|for partition )([A-Za-z0-9._-]+?)-(\d+)\b")
 _OFFSET = re.compile(r"(?:offset[= ]|offset was changed from |Cannot fetch offset |fetch offset )(\d+)(?: to (\d+))?")
@@ -96,11 +98,21 @@ def root_cause(exc: BaseException | Any) -> Cause:
         line = next((ln.strip() for ln in lines if any(m in ln for m in _DATA_LOSS)), "")
         return Cause("data_loss", "OffsetOutOfRangeException", line, text)
     candidates: list[tuple[str, str]] = []
+    in_traceback = False
     for raw in lines:
         line = raw.strip()
+        if line.endswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
         caused = _CAUSED_BY.match(raw)
         if caused:
             line = caused.group(1).strip()
+        if in_traceback and raw and not raw[0].isspace():  # frames are indented; the exception line is not
+            in_traceback = False
+            last = _PY_LAST.match(line)
+            if last and not last.group(1).startswith(("py4j.", "Py4J")):
+                candidates.append((last.group(1), last.group(2).strip()))
+                continue
         for pattern in (_PY_EXC, _JAVA_EXC):
             match = pattern.match(line)
             if match and not match.group(1).startswith(("py4j.", "Py4J")):

@@ -90,6 +90,26 @@ def test_a_python_error_inside_a_query_is_its_last_line_with_the_path():
     assert "\n" not in sentence and "Python Proxy" not in sentence
 
 
+ARROW_FAILURE = """[STREAM_FAILED] Query [id = 1] terminated with exception: An exception was raised by the Python \
+Proxy. Return Message: Traceback (most recent call last):
+  File "/py4j/clientserver.py", line 644, in _call_proxy
+    return_value = getattr(self.pool[obj_id], method)(*params)
+  File "/venv/lib/python3.11/site-packages/pyspark/sql/pandas/conversion.py", line 252, in toArrow
+    table = pa.Table.from_batches(batches).cast(schema)
+pyarrow.lib.ArrowInvalid: Can't view array of type struct<lat: double not null> as struct<lat: double not null>: \
+nulls in input cannot be viewed as non-nullable
+
+\tat py4j.Protocol.getReturnValue(Protocol.java:476)
+"""
+
+
+def test_a_python_exception_of_any_name_is_the_sentence_not_the_traceback_header():
+    cause = root_cause(Exception(ARROW_FAILURE))
+    assert (cause.kind, cause.type_name) == ("other", "pyarrow.lib.ArrowInvalid")
+    assert explain(Exception(ARROW_FAILURE)).startswith("pyarrow.lib.ArrowInvalid: Can't view array of type struct")
+    assert "Traceback" not in explain(Exception(ARROW_FAILURE))
+
+
 def test_data_loss_names_topic_partition_offsets_and_both_remedies(tmp_path):
     sentence = explain(Exception(DATA_LOSS), consumer="parquet", topic="loss-topic", checkpoint=tmp_path / "cp")
     assert "topic 'loss-topic' partition 0" in sentence and "offsets from 100" in sentence
