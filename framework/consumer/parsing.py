@@ -50,7 +50,8 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from framework.consumer.values import (CORRUPT, STRICT_JSON_OPTIONS, ValueRules, convert_record, converted_fields,
-                                       mark_required, needs_conversion, required_missing, shadow_schema)
+                                       mark_required, needs_conversion, required_missing,
+                                       required_missing_in_elements, shadow_schema)
 from framework.errors import DeclarationError
 
 if TYPE_CHECKING:
@@ -438,6 +439,9 @@ def _walk(typed: "Column", dtype: Any, nullable: bool, path: list[str], values: 
     if not nullable:
         found.append(F.when(typed.isNull() & json.isNull(), F.lit(f"missing required field {name}"))
                      .when(typed.isNull() & F.is_variant_null(json), F.lit(f"required field {name} is null")))
+    lacking = required_missing_in_elements(typed, dtype)
+    if lacking:
+        found.append(F.when(lacking[0], F.lit(f"an element of field {name} lacks a required (NOT NULL) field")))
     shown = _shown(F.to_json(json))
     wrong = F.concat(F.lit(f"field {name} expected {dtype.simpleString()}, got "), shown)
     if needs_conversion(dtype) and not isinstance(dtype, StructType):

@@ -184,7 +184,46 @@ def required_missing(record: "Column", schema: "StructType") -> list["Column"]:
             found.append(record.isNotNull() & record[f.name].isNull())
         if isinstance(f.dataType, StructType):
             found.extend(required_missing(record[f.name], f.dataType))
+        else:
+            found.extend(required_missing_in_elements(record[f.name], f.dataType))
     return found
+
+
+def required_missing_in_elements(col: "Column", dtype: "DataType") -> list["Column"]:
+    """For an array or map of structs with NOT NULL fields: true when an element lacks one (at any depth)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(dtype, ArrayType):
+        element, elements = dtype.elementType, col
+    elif isinstance(dtype, MapType):
+        element, elements = dtype.valueType, F.map_values(col)
+    else:
+        return []
+
+    def missing(x: "Column") -> "Column":
+        inner = required_missing(x, element) if isinstance(element, StructType) else \
+            required_missing_in_elements(x, element)
+        return reduce(lambda a, b: a | b, inner)
+
+    if not _has_required(element):
+        return []
+    return [F.coalesce(F.exists(elements, missing), F.lit(False))]
+
+
+def _has_required(dtype: "DataType") -> bool:
+    """True when ``dtype`` is, or holds at any depth, a struct with a NOT NULL field."""
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(dtype, StructType):
+        return any(not f.nullable or _has_required(f.dataType) for f in dtype.fields)
+    if isinstance(dtype, ArrayType):
+        return _has_required(dtype.elementType)
+    if isinstance(dtype, MapType):
+        return _has_required(dtype.valueType)
+    return False
 
 
 def _struct(record: "Column", schema: "StructType", fields: list["Column"]) -> "Column":
@@ -224,6 +263,8 @@ def _convert(col: "Column", dtype: "DataType", path: str, rules: ValueRules, pro
     def problem_of(x: "Column") -> "Column":
         found: list[Column] = []
         _convert(x, element, f"{path}[]", rules, found)
+        if not found:  # no time or decimal leaf inside (an element that differs only by NOT NULL)
+            return F.lit(None).cast("string")
         return F.coalesce(*found) if len(found) > 1 else found[0]
 
     if isinstance(dtype, ArrayType):

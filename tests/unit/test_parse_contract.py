@@ -122,6 +122,12 @@ def test_dates_follow_the_same_rule(spark):
      "field 'e' expected array<struct<in:struct<n:int>>>"),
     ("xss ARRAY<ARRAY<INT>>", '{"xss":[[1],[2,"a"]]}', "field 'xss' expected array<array<int>>, got [[1],[2,\"a\"]]"),
     ("m MAP<STRING, STRUCT<v: INT>>", '{"m":{"k":{"v":"x"}}}', "field 'm' expected map<string,struct<v:int>>, got "),
+    ("e ARRAY<STRUCT<v: INT NOT NULL>>", '{"e":[{"v":1},{"w":1}]}',
+     "an element of field 'e' lacks a required (NOT NULL) field"),
+    ("m MAP<STRING, STRUCT<v: INT NOT NULL>>", '{"m":{"a":{"v":null}}}',
+     "an element of field 'm' lacks a required (NOT NULL) field"),
+    ("loc STRUCT<e: ARRAY<STRUCT<v: INT NOT NULL>>>", '{"loc":{"e":[{}]}}',
+     "an element of field 'loc.e' lacks a required (NOT NULL) field"),
     ("loc STRUCT<e: ARRAY<STRUCT<v: INT>>>", '{"loc":{"e":[{"v":"x"}]}}',
      "field 'loc.e' expected array<struct<v:int>>"),
 ])
@@ -138,6 +144,11 @@ def test_arrays_and_maps_of_structs_that_fit_are_kept_with_their_nulls(spark):
     assert [None if x is None else x["v"] for x in rows[0]["e"]] == [1, None, None, None]
     assert {k: None if v is None else v["v"] for k, v in rows[0]["m"].items()} == {"a": 2, "b": None, "c": None}
     assert rows[0]["xss"] == [[1, None], None, []]
+
+
+def test_an_array_of_structs_with_a_required_field_keeps_its_null_elements(spark):
+    rows, reasons = _one("e ARRAY<STRUCT<v: INT NOT NULL>>", '{"e":[{"v":1},null]}')
+    assert reasons == [] and [None if x is None else x["v"] for x in rows[0]["e"]] == [1, None]
 
 
 def test_nested_values_that_fit_are_kept(spark):
