@@ -202,14 +202,14 @@ def required_missing_in_elements(col: "Column", dtype: "DataType") -> list["Colu
         element, elements = dtype.valueType, F.map_values(col)
     else:
         return []
+    if not _has_required(element):
+        return []
 
     def missing(x: "Column") -> "Column":
         inner = required_missing(x, element) if isinstance(element, StructType) else \
             required_missing_in_elements(x, element)
         return reduce(lambda a, b: a | b, inner)
 
-    if not _has_required(element):
-        return []
     return [F.coalesce(F.exists(elements, missing), F.lit(False))]
 
 
