@@ -348,7 +348,7 @@ def _publish_task(spec: dict[str, Any], groups: Iterator[int]) -> Iterator[dict[
     cls = _prepare(spec)  # cached in a warm worker
     for group in groups:
         producer = cls(settings, runs=spec["runs"], timesteps=spec["timesteps"], topic=spec["topic"],
-                       groups=[group], progress_interval=3600.0)
+                       groups=[group], progress_interval=3600.0, model_process=False)  # a task: one core
         runs = [r for r in range(1, spec["runs"] + 1) if partition_of_run(r, spec["partitions"]) == group]
         ready, cpu, error = time.time(), time.process_time(), ""
         summary: ProduceSummary | None

@@ -36,6 +36,16 @@ run holding it is re-simulated from its start (deterministic) without calling
 deterministic (same seed, same messages), the partition count does not change,
 nobody else writes to the topics.
 
+**Two processes.** By default (``PIPELINE_SIMULATION_PROCESS=true``) the model runs in
+a child process (:class:`~framework.sources.model_process.ModelProcess`) that simulates
+and encodes, while this process only sends: the two halves of the work run on two
+cores (the chat model on 2 cores: 82k -> 124k messages/s, see ``docs/simulation.md``).
+The child streams the same items in the same order as simulating here, so positions,
+resume and the dead-letter records are the same either way. A model class defined
+inside a function or in the script being run cannot be imported by the child and is
+simulated here (logged once); Spark tasks always simulate in their own Python worker
+(one core per task).
+
 A model function that raises stops the run with one
 :class:`~framework.errors.SimulationError` sentence; the messages sent before it
 are flushed and acknowledged (that is what ``sent`` counts), none of the failing
@@ -51,7 +61,8 @@ from framework.errors import DeclarationError
 from framework.producer.base import _DEAD, _NAME, _SENT, ProducerABC
 from framework.producer.clients import KafkaFailure
 from framework.producer.resume import ResumeState, read_partition_tails
-from framework.sources.simulation import BadMessage, SimulationModel, decode_position, encode_message, run_range
+from framework.sources.model_process import ModelProcess, encoded_messages, model_reference
+from framework.sources.simulation import SimulationModel, decode_position, run_range
 
 __all__ = ["SimulationProducerABC", "partition_of_run"]
 
@@ -99,11 +110,16 @@ class SimulationProducerABC(ProducerABC):
         return f"cadCAD model {m.__name__} ({m.runs} runs x {m.timesteps} timesteps, seed {m.seed})"
 
     def __init__(self, settings: Any = None, *, runs: int | None = None, timesteps: int | None = None,
-                 topic: str | None = None, groups: Sequence[int] | None = None, **kwargs: Any) -> None:
+                 topic: str | None = None, groups: Sequence[int] | None = None, model_process: bool | None = None,
+                 **kwargs: Any) -> None:
         """``runs``/``timesteps`` override the model's; ``topic`` the declared topic (benchmarks, tests);
-        ``groups`` limits this producer to those partitions (a Spark task owns one). Other keyword
-        arguments are :class:`ProducerABC`'s (``follow`` is ignored, ``delay`` paces timesteps)."""
+        ``groups`` limits this producer to those partitions (a Spark task owns one); ``model_process``
+        runs the model in a child process (default ``PIPELINE_SIMULATION_PROCESS``; see "Two processes"
+        in the module docstring). Other keyword arguments are :class:`ProducerABC`'s (``follow`` is
+        ignored, ``delay`` paces timesteps)."""
         super().__init__(settings, **kwargs)
+        self.model_process = self.settings.simulation_process if model_process is None else model_process
+        self._model_process_note: str | None = None
         self.simulation = self.model(runs=runs, timesteps=timesteps)
         if topic is not None:
             if not _NAME.match(topic):
@@ -158,60 +174,82 @@ class SimulationProducerABC(ProducerABC):
         """Read each owned group's tail, simulate the runs from there, send, flush and check."""
         self._failure = None
         runs = self.owned_runs()
-        groups = sorted({partition_of_run(r, self._partitions) for r in runs})
-        self._state, starts = self._read_group_starts(groups)
-        self.log.info("Resuming {} ({} runs of {} in partition(s) {}) at {}", self.topic, len(runs),
-                      type(self.simulation).__name__, ",".join(map(str, groups)) or "none",
-                      "; ".join(f"p{p}: {_where(s)}" for p, s in starts.items()) or "nothing to do")
-        self._pending = deque()
-        self._acked_through = min(starts.values(), default=0) - 1
-        producer = self._clients.producer()
+        feed = self._start_model_process()
         try:
-            for run in runs:
-                partition = partition_of_run(run, self._partitions)
-                start = starts[partition]
-                if run_range(run)[1] < start or self._stop.is_set():
-                    continue
-                last_timestep = None
-                for position, item in self.simulation.simulate(run, start, should_stop=self._stop.is_set):
-                    if self._failure is not None:
-                        raise KafkaFailure(self._failure)
-                    if self.delay:
-                        timestep = decode_position(position)[1]
-                        if last_timestep is not None and timestep != last_timestep:
-                            self._stop.wait(self.delay)
-                        last_timestep = timestep
-                    self._publish(producer, partition, position, item)
-                    if time.monotonic() >= self._next_progress:
-                        self._log_progress()
+            groups = sorted({partition_of_run(r, self._partitions) for r in runs})
+            self._state, starts = self._read_group_starts(groups)
+            self.log.info("Resuming {} ({} runs of {} in partition(s) {}{}) at {}", self.topic, len(runs),
+                          type(self.simulation).__name__, ",".join(map(str, groups)) or "none",
+                          "" if feed is None else f"; the model in process {feed.pid}",
+                          "; ".join(f"p{p}: {_where(s)}" for p, s in starts.items()) or "nothing to do")
+            jobs = [(r, starts[partition_of_run(r, self._partitions)]) for r in runs
+                    if run_range(r)[1] >= starts[partition_of_run(r, self._partitions)]]
+            self._publish_all(jobs, feed, min(starts.values(), default=0))
+        finally:
+            if feed is not None:
+                feed.close()
+
+    def _start_model_process(self) -> ModelProcess | None:
+        """The child process that will simulate this session's runs, started now; None to simulate here."""
+        if not self.model_process:
+            return None
+        if isinstance(reference := model_reference(self.model), str):
+            if self._model_process_note is None:
+                self._model_process_note = reference
+                self.log.info("Simulating {} in this process: {} (a model at module level runs in a process of "
+                              "its own beside the publisher)", self.model.__name__, reference)
+            return None
+        return ModelProcess(self.model, self.simulation.runs, self.simulation.timesteps, self.key_field).start()
+
+    def _publish_all(self, jobs: list[tuple[int, int]], feed: ModelProcess | None, first: int) -> None:
+        """Send every message of ``jobs`` (``(run, first position)``), from ``feed`` or simulated here;
+        ``first``: the lowest start of the owned groups (the watermark starts below it)."""
+        self._pending = deque()
+        self._acked_through = first - 1
+        should_stop = self._stop.is_set
+        items = (feed.messages(jobs, should_stop) if feed is not None
+                 else encoded_messages(self.simulation, jobs, self.key_field, should_stop))
+        producer = self._clients.producer()
+        partitions, last_timestep = self._partitions, None
+        try:
+            for run, position, key, value, reason in items:
+                if self._failure is not None:
+                    raise KafkaFailure(self._failure)
+                if should_stop():
+                    break
+                if self.delay:
+                    timestep = decode_position(position)[1]
+                    if last_timestep is not None and timestep != last_timestep:
+                        self._stop.wait(self.delay)
+                    last_timestep = timestep
+                partition = (run - 1) % partitions
+                if self.first_position is None:
+                    self.first_position = position
+                self.last_position = position
+                if reason is not None:
+                    self._dead_letter_message(producer, partition, position, value, reason)
+                elif self._state.already_written((self.topic, partition), position):
+                    self.skipped_existing += 1
+                    self._track(position)
+                else:
+                    self._send(producer, self.topic, partition, key, value, position, [], _SENT)
+                if time.monotonic() >= self._next_progress:
+                    self._log_progress()
         finally:
             self._flush_and_check(producer)
 
-    def _publish(self, producer: Any, partition: int, position: int, item: Any) -> None:
-        if self.first_position is None:
-            self.first_position = position
-        self.last_position = position
-        try:
-            key, value = encode_message(item, self.key_field)
-        except BadMessage as exc:
-            return self._dead_letter_message(producer, partition, position, item, str(exc))
-        if self._state.already_written((self.topic, partition), position):
-            self.skipped_existing += 1
-            return self._track(position)
-        self._send(producer, self.topic, partition, key, value, position, [], _SENT)
-
-    def _dead_letter_message(self, producer: Any, partition: int, position: int, item: Any, reason: str) -> None:
+    def _dead_letter_message(self, producer: Any, partition: int, position: int, text: bytes, reason: str) -> None:
+        """Send a bad message (``text``: its ``repr()``) to its dead-letter partition with ``reason``."""
         if self._state.already_written((self.dlq_topic, partition), position):
             self.skipped_existing += 1
             return self._track(position)
         run, timestep, substep, index = decode_position(position)
         reason = f"{reason} (run {run}, timestep {timestep}, substep {substep}, message {index})"
         headers = [("dlq-reason", reason.encode()), ("source-topic", self.topic.encode())]
-        self._send(producer, self.dlq_topic, partition, None, repr(item)[:100_000].encode(), position, headers, _DEAD)
+        self._send(producer, self.dlq_topic, partition, None, text, position, headers, _DEAD)
         self._bad_lines += 1
         if self._bad_lines <= 20:
             self.log.warning("Position {}: {}; sent to {}", position, reason, self.dlq_topic)
-
 
 def _where(start: int) -> str:
     run, timestep, substep, index = decode_position(start)

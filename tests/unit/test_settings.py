@@ -83,11 +83,10 @@ def test_describe_lists_every_setting():
 
 
 def test_zero_offsets_per_trigger_lifts_the_limit_like_the_command_option(tmp_path):
-    import apps.consumers  # noqa: F401  (registers the shipped consumers)
-    from framework.consumer.base import CONSUMERS
+    from apps.consumers import ParquetConsumer  # the class itself: another test may have emptied the registry
 
     settings = Settings.from_env({"PIPELINE_MAX_OFFSETS_PER_TRIGGER": "0"}).replace(checkpoint_dir=tmp_path)
     assert settings.max_offsets_per_trigger == 0
-    assert CONSUMERS.get("parquet")(settings).max_offsets_per_trigger == 0  # no maxOffsetsPerTrigger option
+    assert ParquetConsumer(settings).max_offsets_per_trigger == 0  # no maxOffsetsPerTrigger option
     with pytest.raises(SettingsError, match="PIPELINE_MAX_OFFSETS_PER_TRIGGER"):
         Settings.from_env({"PIPELINE_MAX_OFFSETS_PER_TRIGGER": "-1"})
