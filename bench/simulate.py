@@ -5,7 +5,9 @@ Measured in one run, each into a fresh topic of ``partitions`` partitions:
 1. **model alone**: the messages of every run simulated and encoded, nothing sent
    (the model's own ceiling: no publisher can be faster than this);
 2. **reference**: Kafka's ``ProducerPerformance`` sending as many records of the
-   messages' average size (acks=all, idempotent, the framework's batch.size/linger.ms);
+   messages' average record size (key, value and the producer's two position headers, as
+   Kafka counts a record's size, in values of that size: the tool sends no key or header;
+   acks=all, idempotent, the framework's batch.size/linger.ms);
 3. **local simulation producer**: ``chat-sim`` (:class:`~apps.simulations.ChatSimProducer`)
    in this process with the client named in the figure (librdkafka when installed), its
    model in a process of its own (``PIPELINE_SIMULATION_PROCESS``, the default);
@@ -79,11 +81,12 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
     model = ChatModel(runs=opts.runs, timesteps=opts.timesteps)
     list(ChatModel(runs=1, timesteps=2).simulate(1))  # import cadCAD (pandas) before any clock starts
     started = time.perf_counter()
-    sizes = [len(encode_message(item)[1]) for _, item in model.simulate_all()]
+    sizes = [_record_bytes(position, *encode_message(item)) for position, item in model.simulate_all()]
     alone = len(sizes) / (time.perf_counter() - started)
-    messages, size = len(sizes), max(1, round(sum(sizes) / len(sizes)))
-    log.info("simulate: {} runs x {} timesteps = {:,} messages of {} B on average; model alone {:,.0f} messages/s",
-             opts.runs, opts.timesteps, messages, size, alone)
+    messages = len(sizes)
+    size, value_size = (max(1, round(sum(column) / messages)) for column in zip(*sizes, strict=True))
+    log.info("simulate: {} runs x {} timesteps = {:,} messages, records of {} B on average (key, value of {} B, "
+             "headers); model alone {:,.0f} messages/s", opts.runs, opts.timesteps, messages, size, value_size, alone)
     s = env.settings
     props = producer_props(env.bootstrap_servers, "all", s.producer_batch_size, s.producer_linger_ms,
                            s.producer_compression)
@@ -104,7 +107,8 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
     limit = (f"; the model alone makes {alone:,.0f} messages/s, below {PRODUCER_TARGET} x ref: the model's own cost, "
              "not Kafka, is the limit" if alone < PRODUCER_TARGET * ref.records_per_s else
              f"; the model alone makes {alone:,.0f} messages/s")
-    note = f"{messages:,} messages of {size} B ({opts.runs} runs x {opts.timesteps} timesteps), {opts.partitions} " \
+    note = f"{messages:,} messages, records of {size} B (key + value of {value_size} B + the position headers; the " \
+           f"reference's values are {size} B) ({opts.runs} runs x {opts.timesteps} timesteps), {opts.partitions} " \
            f"partitions, acks=all"
     report.figures.append(Figure("simulate", "model alone (simulate + encode, no Kafka)", "records/s", alone, None,
                                  "", "", None, "the ceiling of any publisher of this model"))
@@ -119,8 +123,9 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
                                  "(their start-up included) / messages sent, against the model's own cost per "
                                  "message; the rest is the publishing path. Steadier than the rate on a shared "
                                  "machine"))
-    details = {"messages": messages, "record_size": size, "runs": opts.runs, "timesteps": opts.timesteps,
-               "partitions": opts.partitions, "model_alone_per_s": alone, "reference": ref.to_dict(),
+    details = {"messages": messages, "record_size": size, "value_size": value_size, "runs": opts.runs,
+               "timesteps": opts.timesteps, "partitions": opts.partitions, "model_alone_per_s": alone,
+               "reference": ref.to_dict(),
                "local": {**local.to_dict(), "client": client, "cpu_us_per_message": cpu_per_message}, "spark": {}}
     report.details["simulate"] = details
     if opts.spark:
@@ -189,6 +194,21 @@ def _spark_runs(env: BenchEnvironment, opts: SimulateOptions, client: str, messa
                          "{:.1f} CPU s", t["partition"], t["runs"], t["host"], t["pid"], t["ready"] - start,
                          t["ended"] - start, t["sent"], t["cpu_seconds"])
     return rates
+
+
+def _record_bytes(position: int, key: bytes | None, value: bytes) -> tuple[int, int]:
+    """(bytes of the record as Kafka counts a record's size, bytes of its value) for one message.
+
+    A record's size is its key, value and headers (Kafka's ``DefaultRecord.sizeInBytes``; the producer's
+    ``record-size-avg`` metric); the producer adds two headers, the position and the acknowledged
+    watermark (another position: as many digits). ``ProducerPerformance`` sends values only, so the
+    reference gets values of the records' full size: the same bytes per record.
+    """
+    from framework.producer.resume import POSITION_HEADER, WATERMARK_HEADER
+
+    digits = len(str(position))
+    headers = len(POSITION_HEADER) + len(WATERMARK_HEADER) + 2 * digits
+    return len(key or b"") + len(value) + headers, len(value)
 
 
 def _own_cpu() -> float:

@@ -30,6 +30,7 @@ def test_quick_simulate_section_measures_the_model_the_reference_and_the_local_p
     assert not any(n.startswith("Spark") for n in names)
     details = results["details"]["simulate"]
     assert details["local"]["sent"] == details["messages"] > 0
+    assert details["record_size"] > details["value_size"] > 0  # the reference's values: key + value + headers
     for figure in results["figures"]:
         if figure["section"] == "simulate" and figure["unit"] == "records/s":
             assert figure["ours"] > 0, figure

@@ -365,3 +365,14 @@ def test_cpu_sampler_usage_gives_cores_over_the_publish_window_and_the_note_its_
     spark = {"1": {"cpu": {"machine_cores": 1.0, "broker_cores": 0.25, "spark_cores": 1.0}}, "2": {"cpu": usage}}
     note = _cpu_limit_note(spark)
     assert "used 1.25 cores" in note and "at most 1.60 x" in note and "other processes took 0.80 cores" in note
+
+
+def test_the_simulate_reference_gets_records_of_the_full_size_key_value_and_position_headers():
+    from bench.simulate import _record_bytes
+    from framework.sources.simulation import encode_position
+
+    position = encode_position(1, 1, 1, 0)
+    assert len(str(position)) == 15
+    # key, value, then "source-position" and "source-watermark" with a 15-digit position each
+    assert _record_bytes(position, b"room-3", b"v" * 99) == (6 + 99 + 15 + 16 + 2 * 15, 99)
+    assert _record_bytes(position, None, b"v") == (1 + 31 + 30, 1)
