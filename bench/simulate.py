@@ -10,7 +10,7 @@ Measured in one run, each into a fresh topic of ``partitions`` partitions:
    acks=all, idempotent, the framework's batch.size/linger.ms);
 3. **local simulation producer**: ``chat-sim`` (:class:`~apps.simulations.ChatSimProducer`)
    in this process with the client named in the figure (librdkafka when installed), its
-   model in a process of its own (``PIPELINE_SIMULATION_PROCESS``, the default);
+   model in a process of its own (``model_process=True``, as ``PIPELINE_SIMULATION_PROCESS=true``);
    records/s over its send window, like the tool's;
 4. **Spark, 1 and 2 executors**: ``produce --spark`` of the same runs on a local
    standalone cluster of two one-core workers (:class:`~framework.local.spark_cluster.LocalSparkCluster`),
@@ -97,7 +97,7 @@ def run_simulate(env: BenchEnvironment, opts: SimulateOptions, report: BenchRepo
     topic = env.new_topic("sim", create=False)  # the producer creates it with chat-sim's partition count
     cpu_started = _own_cpu()  # this process (all threads, librdkafka's too) and the model's: steadier than the rate
     local = run_timed(ChatSimProducer, s.replace(producer_client=client), client=client, runs=opts.runs,
-                      timesteps=opts.timesteps, topic=topic)
+                      timesteps=opts.timesteps, topic=topic, model_process=True)
     cpu_per_message = (_own_cpu() - cpu_started) / max(1, local.sent) * 1e6
     if local.sent != messages:
         raise BenchError(f"The local simulation producer sent {local.sent} messages, not {messages}.")

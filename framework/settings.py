@@ -170,8 +170,9 @@ class Settings:
         "kafka-python", "Kafka client of ProducerABC: kafka-python, or confluent (librdkafka, same exactly-once "
         "contract, 2 to 3 times faster sends)", _choice(*PRODUCER_CLIENTS))
     simulation_process: bool = _setting(
-        True, "SimulationProducerABC runs its cadCAD model in a child process beside the publisher (two cores: "
-        "about 1.5 times the messages/s); false keeps both in one process. Spark tasks always use one")
+        False, "true: SimulationProducerABC runs its cadCAD model in a child process beside the publisher (two "
+        "cores: about 1.5 times the messages/s; the model's module is imported again there, see "
+        "docs/simulation.md); false keeps both in one process. Spark tasks always use one")
     producer_retries: int = _setting(5, "attempts to reconnect to the API or broker before giving up", _non_negative)
     producer_retry_backoff: float = _setting(1.0, "seconds before the first retry (doubles each time)", _seconds)
     # Streaming API

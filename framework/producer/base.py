@@ -213,6 +213,12 @@ class ProducerABC:
     # ------------------------------------------------------------- lifecycle
     def run(self) -> ProduceSummary:
         """Stream until the end (or forever with ``follow``, until :meth:`stop`); see the class contract."""
+        from framework.sources import model_process
+
+        if model_process.IN_MODEL_PROCESS:  # a model's module started a producer when the model process imported it
+            raise ProducerError(f"{type(self).__name__}.run() was called while a simulation's model process imported "
+                                "the model's module; start producers under `if __name__ == \"__main__\":`, not at "
+                                "import time.")
         with frozen_heap():
             return self._run()
 

@@ -36,7 +36,7 @@ run holding it is re-simulated from its start (deterministic) without calling
 deterministic (same seed, same messages), the partition count does not change,
 nobody else writes to the topics.
 
-**Two processes.** By default (``PIPELINE_SIMULATION_PROCESS=true``) the model runs in
+**Two processes.** With ``PIPELINE_SIMULATION_PROCESS=true`` (or ``model_process=True``) the model runs in
 a child process (:class:`~framework.sources.model_process.ModelProcess`) that simulates
 and encodes, while this process only sends: the two halves of the work run on two
 cores (the chat model on 2 cores: 82k -> 124k messages/s, see ``docs/simulation.md``).
@@ -178,7 +178,7 @@ class SimulationProducerABC(ProducerABC):
         try:
             groups = sorted({partition_of_run(r, self._partitions) for r in runs})
             self._state, starts = self._read_group_starts(groups)
-            self.log.info("Resuming {} ({} runs of {} in partition(s) {}{}) at {}", self.topic, len(runs),
+            self.log.info("Resuming {} ({} run(s) of {} in partition(s) {}{}) at {}", self.topic, len(runs),
                           type(self.simulation).__name__, ",".join(map(str, groups)) or "none",
                           "" if feed is None else f"; the model in process {feed.pid}",
                           "; ".join(f"p{p}: {_where(s)}" for p, s in starts.items()) or "nothing to do")
@@ -196,8 +196,8 @@ class SimulationProducerABC(ProducerABC):
         if isinstance(reference := model_reference(self.model), str):
             if self._model_process_note is None:
                 self._model_process_note = reference
-                self.log.info("Simulating {} in this process: {} (a model at module level runs in a process of "
-                              "its own beside the publisher)", self.model.__name__, reference)
+                self.log.info("Simulating {} in this process: {} (only a model class a child process can import "
+                              "from its module runs in a process of its own)", self.model.__name__, reference)
             return None
         return ModelProcess(self.model, self.simulation.runs, self.simulation.timesteps, self.key_field).start()
 

@@ -51,6 +51,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -64,6 +65,10 @@ __all__ = ["CHUNK", "CHUNK_SECONDS", "Encoded", "ModelProcess", "encoded_message
 CHUNK = 1024
 #: seconds after which a chunk is sent even if not full
 CHUNK_SECONDS = 0.05
+#: seconds between two checks of ``should_stop`` while the child is silent
+STOP_POLL = 0.1
+#: True in the child: a producer must not run there (a model module that starts one at import time)
+IN_MODEL_PROCESS = False
 #: seconds the publisher waits for a child to import the model and say it is ready
 START_TIMEOUT = 120.0
 #: characters of ``repr()`` kept as the dead-letter value of a bad message
@@ -93,6 +98,12 @@ def model_reference(model: type[SimulationModel]) -> tuple[str, str] | str:
         return f"{qualname} is defined inside a function"
     if module in ("__main__", "__mp_main__"):
         return f"{qualname} is defined in the script being run (a child would have to run the script again)"
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is not model:
+        return f"{qualname} is not what its module {module!r} holds under that name (built at run time or loaded " \
+               "from a file path)"
     return module, qualname
 
 
@@ -143,6 +154,10 @@ class ModelProcess:
         assert self._writer is not None
         self._writer.send(("job", list(jobs)))
         while True:
+            while should_stop is not None and self._reader is not None and not self._reader.poll(STOP_POLL):
+                if should_stop():
+                    self.close()
+                    return
             kind, payload = self._receive(None, "simulate")
             if kind == "items":
                 yield from payload
@@ -216,6 +231,15 @@ def _rebuild(payload: tuple[str, str]) -> Exception:
     return SimulationError(text)
 
 
+def _end_with_publisher(conn_in: Connection) -> None:
+    """In the child: wait until the publisher's end of the pipe closes (it stopped or died), then exit."""
+    try:
+        conn_in.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
 def _dumps(message: Any) -> bytes:
     """``pickle.dumps`` without the memo: a chunk's items share no objects, and the memo cost 2 us per item
     (``Pickler.fast``, Python's pickle docs: "disables the usage of memo ... should not be used with
@@ -236,6 +260,8 @@ def _child_main() -> int:
     try:
         _, path, reference, runs, timesteps, key_field = conn_in.recv()
         sys.path[:] = path
+        # the child runs as __main__: mark the importable module, the one producers look at
+        setattr(importlib.import_module("framework.sources.model_process"), "IN_MODEL_PROCESS", True)  # noqa: B010
         try:
             obj: Any = importlib.import_module(reference[0])
             for part in reference[1].split("."):
@@ -250,16 +276,25 @@ def _child_main() -> int:
             return 1
         out.send(("ready",))
         _, jobs = conn_in.recv()
+        # the publisher closes its end when it stops or dies: end at once, also while the model is silent
+        threading.Thread(target=_end_with_publisher, args=(conn_in,), daemon=True).start()
         chunk: list[Encoded] = []
-        first_at = 0.0
+        first_at = [0.0]
+
+        def send_if_old() -> bool:  # asked between timesteps: a slow model's messages are not held back
+            if chunk and time.monotonic() - first_at[0] >= CHUNK_SECONDS:
+                out.send_bytes(_dumps(("items", chunk)))
+                chunk.clear()
+            return False
+
         try:
-            for item in encoded_messages(model, jobs, key_field):
+            for item in encoded_messages(model, jobs, key_field, should_stop=send_if_old):
                 if not chunk:
-                    first_at = time.monotonic()
+                    first_at[0] = time.monotonic()
                 chunk.append(item)
-                if len(chunk) >= CHUNK or time.monotonic() - first_at >= CHUNK_SECONDS:
+                if len(chunk) >= CHUNK:
                     out.send_bytes(_dumps(("items", chunk)))
-                    chunk = []
+                    chunk.clear()
         except (SimulationError, DeclarationError) as exc:
             out.send(("items", chunk))
             out.send(("error", (type(exc).__name__, str(exc))))

@@ -75,3 +75,22 @@ class DrawSim(SimulationProducerABC):
     model = DrawModel
     topic = "draw"
     partitions = 2
+
+
+def p_slow(params, substep, state_history, previous_state):
+    import time
+
+    time.sleep(0.01)
+    return {}
+
+
+class SilentModel(DrawModel):
+    """One message at timestep 1, then minutes of silence: the child has nothing to write."""
+
+    partial_state_update_blocks = [{"label": "slow", "policies": {"slow": p_slow}, "variables": {"count": s_count}}]
+    timesteps = 100_000
+    runs = 1
+
+    def messages(self, t):
+        if t.timestep == 1:
+            yield {"t": t.timestep}

@@ -96,8 +96,8 @@ def test_a_model_the_child_cannot_import_is_one_sentence():
     with pytest.raises(SimulationError, match="Local cannot run in a child process: .* define it at module level"):
         ModelProcess(Local, 1, 1, None)
     Gone = type("Gone", (DrawModel,), {"__module__": "tests.unit.no_such_module"})
-    with pytest.raises(SimulationError, match=r"could not import the model: ModuleNotFoundError: No module named "
-                                              r"'tests.unit.no_such_module'; make the model importable"):
+    with pytest.raises(SimulationError, match=r"Gone cannot run in a child process: Gone is not what its module "
+                                              r"'tests.unit.no_such_module' holds under that name"):
         feed_items(Gone, [(1, 0)])
 
 
@@ -121,10 +121,11 @@ def test_the_producer_writes_the_same_records_with_the_model_in_a_child_or_in_pr
 def test_the_setting_and_a_model_defined_in_a_function_keep_the_model_in_process(monkeypatch, caplog):
     from framework.settings import Settings
 
-    monkeypatch.setenv("PIPELINE_SIMULATION_PROCESS", "false")
-    assert DrawSim(**InMemoryKafka().clients()).model_process is False
+    monkeypatch.setenv("PIPELINE_SIMULATION_PROCESS", "true")
+    assert DrawSim(**InMemoryKafka().clients()).model_process is True
     monkeypatch.delenv("PIPELINE_SIMULATION_PROCESS")
-    assert Settings.from_env().simulation_process is True
+    assert Settings.from_env().simulation_process is False  # opt-in: the child imports the model's module again
+    monkeypatch.setenv("PIPELINE_SIMULATION_PROCESS", "true")
 
     class Inner(DrawModel):
         pass
@@ -175,8 +176,8 @@ def test_the_child_ends_when_its_publisher_is_killed(tmp_path):
     script.write_text(textwrap.dedent("""
         import sys, time
         from framework.sources.model_process import ModelProcess
-        from tests.unit.process_models import LongModel
-        feed = ModelProcess(LongModel, 1, LongModel.timesteps, None).start()
+        from tests.unit.process_models import SilentModel
+        feed = ModelProcess(SilentModel, 1, SilentModel.timesteps, None).start()
         items = feed.messages([(1, 0)])
         next(items)
         print(feed.pid, flush=True)
@@ -207,3 +208,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_silent_model_stops_at_once_and_a_built_class_stays_in_process():
+    from tests.unit.process_models import SilentModel
+
+    stop = {"at": None}
+    started = time.monotonic()
+    with ModelProcess(SilentModel, 1, SilentModel.timesteps, None) as feed:
+        items = []
+        for item in feed.messages([(1, 0)], should_stop=lambda: time.monotonic() - started > 2.0):
+            items.append(item)
+        stop["at"] = time.monotonic() - started
+    assert len(items) == 1 and stop["at"] < 10  # the model says nothing more for minutes
+    Built = type("Built", (DrawModel,), {"__module__": "tests.unit.process_models"})
+    assert "is not what its module 'tests.unit.process_models' holds" in model_reference(Built)
+
+
+def test_a_model_module_that_starts_a_producer_at_import_fails_in_one_sentence_and_sends_nothing():
+    from tests.unit.import_runs_model import ImportRunsModel
+
+    with pytest.raises(SimulationError, match=r"could not import the model: ProducerError: .*run\(\) was called while "
+                                              r"a simulation's model process imported the model's module"):
+        feed_items(ImportRunsModel, [(1, 0)])
