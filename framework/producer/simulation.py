@@ -222,7 +222,7 @@ class SimulationProducerABC(ProducerABC):
                     if last_timestep is not None and timestep != last_timestep:
                         self._stop.wait(self.delay)
                     last_timestep = timestep
-                partition = (run - 1) % partitions
+                partition = partition_of_run(run, partitions)
                 if self.first_position is None:
                     self.first_position = position
                 self.last_position = position
